@@ -1,0 +1,15 @@
+"""mm integration.
+
+Importing this module registers ``AiluRusViT`` and ``TokenRecover`` in mmseg's
+``MODELS`` registry, and allows the types of mmengine Runner checkpoints in
+torch's ``weights_only`` loader (see ``ailurus_mm.apis.checkpoint``), so
+checkpoints written by mmengine load under torch >= 2.6.
+"""
+from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
+from .ailurus_vit import AiluRusViT
+from .outputs import AiluRusOutputs
+from .token_recover import TokenRecover
+
+__all__ = ['AiluRusViT', 'TokenRecover', 'AiluRusOutputs']
+
+allow_mmengine_checkpoints()

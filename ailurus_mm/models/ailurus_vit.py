@@ -1,0 +1,206 @@
+"""``AiluRusViT``: mmseg's VisionTransformer with token clustering."""
+import math
+import numbers
+from typing import List, Optional, Union
+
+import torch
+import torch.utils.checkpoint as cp
+from mmseg.models.backbones.vit import (TransformerEncoderLayer,
+                                        VisionTransformer)
+from mmseg.registry import MODELS
+from torch import Tensor
+
+from ailurus_mm.ops import (ClusterAssignment, cluster_tokens, merge_tokens,
+                            resolve_num_clusters)
+from .outputs import AiluRusOutputs
+from .token_recover import tokens_to_map
+
+
+def _check_int(name: str, value, low: int, high: Optional[int] = None,
+               meaning: str = '') -> None:
+    allowed = f'[{low}, {high}]' if high is not None else f'>= {low}'
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
+            or value < low or (high is not None and value > high):
+        raise ValueError(f'{name} must be an int {allowed}{meaning}, '
+                         f'got {value!r}')
+
+
+@MODELS.register_module()
+class AiluRusViT(VisionTransformer):
+    """Vision Transformer that clusters and merges tokens after one layer.
+
+    After layer ``cluster_layer`` the patch tokens are grouped by a
+    spatial-aware density-peak clustering and every cluster is merged into one
+    token; later layers run on the short sequence (plus the cls token, which
+    is never merged). Outputs after ``cluster_layer`` are returned merged, in
+    an :class:`AiluRusOutputs`; the ``TokenRecover`` neck restores them to the
+    full grid, so decode heads receive exactly what ``VisionTransformer``
+    returns. Parameters are those of ``VisionTransformer`` (same names), so
+    mmseg checkpoints load strictly.
+
+    Args:
+        cluster_layer: 0-based index of the layer whose output is clustered,
+            as in ``out_indices`` (the paper's "after the 2nd layer" is 1).
+            Must be in ``[0, num_layers - 2]``.
+        num_clusters: Tokens kept: an int count ``>= 1`` or a float fraction
+            of the patch tokens in ``(0, 1]``. ``>= N`` (or 1.0) gives exactly
+            the vanilla model.
+        k: Neighbours of the kNN density, ``>= 1`` (at most ``N - 1`` used).
+        spatial_weight: Weight ``lambda >= 0`` of the spatial term of the
+            distance; 0 gives plain DPC-kNN.
+        window: ``None`` (global) or a radius ``>= 1``: density and distance
+            indicator only look at a ``(2w + 1)^2`` neighbourhood (faster for
+            long sequences, an approximation).
+        prop_attn: Add ``log(cluster size)`` of the key token to the attention
+            logits of the layers after clustering.
+        **kwargs: Every argument of mmseg's ``VisionTransformer``.
+    """
+
+    def __init__(self,
+                 cluster_layer: int = 1,
+                 num_clusters: Union[int, float] = 0.65,
+                 k: int = 5,
+                 spatial_weight: float = 1.0,
+                 window: Optional[int] = None,
+                 prop_attn: bool = False,
+                 **kwargs) -> None:
+        super().__init__(**kwargs)
+        num_layers = len(self.layers)
+        _check_int('cluster_layer', cluster_layer, 0, num_layers - 2,
+                   f' (0-based index of the layer whose output is clustered; '
+                   f'the model has num_layers={num_layers} and the last '
+                   f'layer cannot be clustered)')
+        resolve_num_clusters(num_clusters, 1)  # type and range check
+        _check_int('k', k, 1, meaning=' (neighbours of the kNN density)')
+        if isinstance(spatial_weight, bool) or not isinstance(
+                spatial_weight, numbers.Real) or not math.isfinite(
+                    spatial_weight) or spatial_weight < 0:
+            raise ValueError('spatial_weight must be a finite number >= 0 '
+                             f'(0 = plain DPC-kNN), got {spatial_weight!r}')
+        if window is not None:
+            _check_int('window', window, 1,
+                       ' or None (radius of the density window in tokens)')
+        if not isinstance(prop_attn, bool):
+            raise ValueError(f'prop_attn must be True or False, '
+                             f'got {prop_attn!r}')
+        out_indices = [i % num_layers for i in self.out_indices]
+        bad = [i for i in self.out_indices if not -num_layers <= i < num_layers]
+        if bad:
+            raise ValueError(f'out_indices {bad} out of range for '
+                             f'num_layers={num_layers}')
+        self.out_indices = out_indices
+        self.cluster_layer = cluster_layer
+        self.num_clusters = num_clusters
+        self.k = k
+        self.spatial_weight = float(spatial_weight)
+        self.window = window
+        self.prop_attn = prop_attn
+
+    def extra_repr(self) -> str:
+        return (f'cluster_layer={self.cluster_layer}, num_clusters='
+                f'{self.num_clusters}, k={self.k}, spatial_weight='
+                f'{self.spatial_weight}, window={self.window}, '
+                f'prop_attn={self.prop_attn}')
+
+    def _output(self, x: Tensor, hw_shape, merged: bool):
+        """One output entry, as ``VisionTransformer.forward`` builds it."""
+        tokens = x[:, 1:] if self.with_cls_token else x
+        out = tokens if merged else tokens_to_map(tokens, hw_shape)
+        return [out, x[:, 0]] if self.output_cls_token else out
+
+    def cluster(self, x: Tensor, hw_shape) -> Optional[ClusterAssignment]:
+        """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``).
+
+        Returns ``None`` when nothing would be merged (``M >= N``).
+        """
+        tokens = x[:, 1:] if self.with_cls_token else x
+        num_tokens = tokens.shape[1]
+        if resolve_num_clusters(self.num_clusters, num_tokens) >= num_tokens:
+            return None
+        return cluster_tokens(
+            tokens.detach(),
+            hw_shape,
+            self.num_clusters,
+            k=self.k,
+            spatial_weight=self.spatial_weight,
+            window=self.window)
+
+    def merge(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
+        """Merge the patch tokens of ``x``; the cls token stays in front."""
+        if not self.with_cls_token:
+            return merge_tokens(x, assignment.index, assignment.sizes)
+        merged = merge_tokens(x[:, 1:], assignment.index, assignment.sizes)
+        return torch.cat([x[:, :1], merged], dim=1)
+
+    def _attn_bias(self, assignment: ClusterAssignment,
+                   x: Tensor) -> Tensor:
+        """``log(size)`` of every key token, ``[B * heads, L, L]``."""
+        log_sizes = assignment.sizes.to(x.dtype).log()
+        if self.with_cls_token:
+            log_sizes = torch.cat([log_sizes.new_zeros(x.shape[0], 1),
+                                   log_sizes], dim=1)
+        num_heads = self.layers[0].attn.num_heads
+        batch, length = log_sizes.shape
+        return log_sizes[:, None, None, :].expand(
+            batch, num_heads, length, length).reshape(
+                batch * num_heads, length, length)
+
+    @staticmethod
+    def _run_layer(layer: TransformerEncoderLayer, x: Tensor,
+                   attn_bias: Optional[Tensor]) -> Tensor:
+        if attn_bias is None:
+            return layer(x)
+
+        def _inner_forward(x):
+            x = layer.attn(layer.norm1(x), identity=x, attn_mask=attn_bias)
+            return layer.ffn(layer.norm2(x), identity=x)
+
+        if layer.with_cp and x.requires_grad:
+            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
+        return _inner_forward(x)
+
+    def forward(self, inputs: Tensor) -> AiluRusOutputs:
+        """Args:
+            inputs: Images ``[B, 3, H, W]``, at least one patch in each side.
+
+        Returns:
+            :class:`AiluRusOutputs`; pass it through ``TokenRecover``.
+        """
+        if inputs.shape[-2] < self.patch_size or \
+                inputs.shape[-1] < self.patch_size:
+            raise ValueError(
+                f'AiluRusViT input of size {tuple(inputs.shape[-2:])} is '
+                f'smaller than one patch ({self.patch_size}x'
+                f'{self.patch_size})')
+        batch = inputs.shape[0]
+        x, hw_shape = self.patch_embed(inputs)
+        cls_tokens = self.cls_token.expand(batch, -1, -1)
+        x = torch.cat((cls_tokens, x), dim=1)
+        x = self._pos_embeding(x, hw_shape, self.pos_embed)
+        if not self.with_cls_token:
+            x = x[:, 1:]
+        if self.pre_norm:
+            x = self.pre_ln(x)
+
+        features: List = []
+        merged: List[bool] = []
+        if self.out_origin:
+            features.append(self._output(x, hw_shape, merged=False))
+            merged.append(False)
+
+        assignment, attn_bias = None, None
+        for i, layer in enumerate(self.layers):
+            x = self._run_layer(layer, x, attn_bias)
+            if i == len(self.layers) - 1 and self.final_norm:
+                x = self.norm1(x)
+            if i in self.out_indices:
+                is_merged = assignment is not None
+                features.append(self._output(x, hw_shape, is_merged))
+                merged.append(is_merged)
+            if i == self.cluster_layer:
+                assignment = self.cluster(x, hw_shape)
+                if assignment is not None:
+                    x = self.merge(x, assignment)
+                    if self.prop_attn:
+                        attn_bias = self._attn_bias(assignment, x)
+        return AiluRusOutputs(features, merged, assignment, hw_shape)

@@ -1,0 +1,112 @@
+"""Entry point of the clustering: tokens in, a :class:`ClusterAssignment` out."""
+import numbers
+from typing import NamedTuple, Optional, Tuple, Union
+
+import torch
+from torch import Tensor
+
+from .density import (assign_to_anchors, distance_indicator, knn_density,
+                      select_anchors, spatial_aware_distance)
+from .window import window_density_and_delta
+
+
+class ClusterAssignment(NamedTuple):
+    """Result of clustering the patch tokens of a batch.
+
+    Attributes:
+        index: Cluster id of every token ``[B, N]`` (long).
+        sizes: Number of original tokens in every cluster ``[B, M]``.
+        anchors: Token index of every cluster's anchor ``[B, M]`` (long).
+        hw_shape: The token grid ``(H, W)``, ``H * W == N``.
+    """
+    index: Tensor
+    sizes: Tensor
+    anchors: Tensor
+    hw_shape: Tuple[int, int]
+
+    @property
+    def num_clusters(self) -> int:
+        return self.sizes.shape[1]
+
+
+def resolve_num_clusters(num_clusters: Union[int, float],
+                         num_tokens: int) -> int:
+    """Number of anchors for a sequence of ``num_tokens`` patch tokens.
+
+    Args:
+        num_clusters: An int count ``>= 1`` or a float fraction in ``(0, 1]``.
+        num_tokens: ``N``.
+
+    Returns:
+        ``M`` in ``[1, N]``; ``M == N`` means nothing is merged.
+    """
+    if isinstance(num_clusters, bool) or not isinstance(
+            num_clusters, numbers.Real):
+        raise TypeError('num_clusters must be an int count or a float '
+                        f'fraction, got {num_clusters!r}')
+    if isinstance(num_clusters, numbers.Integral):
+        if num_clusters < 1:
+            raise ValueError(
+                f'num_clusters must be >= 1 as a count, got {num_clusters}')
+        return min(int(num_clusters), num_tokens)
+    if not 0.0 < num_clusters <= 1.0:
+        raise ValueError('num_clusters as a fraction must be in (0, 1], '
+                         f'got {num_clusters}')
+    return max(1, min(num_tokens, round(num_clusters * num_tokens)))
+
+
+@torch.no_grad()
+def cluster_tokens(x: Tensor,
+                   hw_shape: Tuple[int, int],
+                   num_clusters: Union[int, float],
+                   k: int = 5,
+                   spatial_weight: float = 1.0,
+                   window: Optional[int] = None,
+                   token_sizes: Optional[Tensor] = None) -> ClusterAssignment:
+    """Spatial-aware density-peak clustering of patch tokens (steps 1-5).
+
+    Not differentiable: the result is an assignment of tokens to clusters.
+    Use :func:`merge_tokens` and :func:`recover_tokens` for the features.
+
+    Args:
+        x: Patch tokens ``[B, N, C]`` (no cls token), row-major on the grid.
+        hw_shape: ``(H, W)`` with ``H * W == N``.
+        num_clusters: Anchors per image: an int count or a float fraction of
+            ``N`` (see :func:`resolve_num_clusters`).
+        k: Neighbours for the density; at most ``N - 1`` are used.
+        spatial_weight: Weight of the spatial term (0 = plain DPC-kNN).
+        window: If set, kNN and delta candidates are limited to a
+            ``(2 * window + 1)^2`` neighbourhood (no ``N x N`` matrix).
+            Assignment to anchors stays global in feature space.
+        token_sizes: Optional sizes ``[B, N]`` of already merged tokens;
+            ``sizes`` then sums them.
+
+    Returns:
+        The :class:`ClusterAssignment`.
+    """
+    batch, num_tokens, _ = x.shape
+    if hw_shape[0] * hw_shape[1] != num_tokens:
+        raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
+                         f'{num_tokens} tokens')
+    num_anchors = resolve_num_clusters(num_clusters, num_tokens)
+    x = x.float()
+    if num_anchors == num_tokens or num_tokens == 1:
+        anchors = torch.arange(num_tokens, device=x.device).expand(batch, -1)
+        index = anchors.clone()
+    else:
+        num_neighbours = max(1, min(k, num_tokens - 1))
+        if window is None:
+            dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
+            rho = knn_density(dist, num_neighbours, scale)
+            delta = distance_indicator(dist, rho)
+            del dist
+        else:
+            rho, delta = window_density_and_delta(x, hw_shape, num_neighbours,
+                                                  spatial_weight, window)
+        anchors = select_anchors(rho, delta, num_anchors)
+        index = assign_to_anchors(x, anchors)
+    weights = x.new_ones(index.shape) if token_sizes is None else \
+        token_sizes.to(x.dtype)
+    sizes = weights.new_zeros(batch, num_anchors).scatter_add_(
+        1, index, weights)
+    return ClusterAssignment(index, sizes, anchors, tuple(hw_shape))

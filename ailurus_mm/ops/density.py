@@ -1,0 +1,164 @@
+"""Spatial-aware density-peak clustering, global form (METHOD.md steps 1-5).
+
+All tensors are batched: ``[batch, tokens, channels]`` for features, and the
+functions work per image without Python loops over tokens. Nothing here is
+differentiable on purpose: the outputs are indices and scores used to select
+anchors, and callers run them under ``torch.no_grad()``.
+"""
+import math
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+
+def pairwise_feature_distance(x: Tensor, y: Tensor) -> Tensor:
+    """Euclidean distance between every token of ``x`` and of ``y``.
+
+    Computed as ``sqrt(|x|^2 + |y|^2 - 2 x.y)`` with one batched matmul, which
+    is what ``torch.cdist`` does for large inputs, but clamped at zero so no
+    NaN appears from rounding.
+
+    Args:
+        x: Features of shape ``[B, N, C]``.
+        y: Features of shape ``[B, M, C]``.
+
+    Returns:
+        Distances of shape ``[B, N, M]``.
+    """
+    x_sq = x.pow(2).sum(-1, keepdim=True)
+    y_sq = y.pow(2).sum(-1).unsqueeze(1)
+    dist_sq = torch.baddbmm(x_sq + y_sq, x, y.transpose(1, 2), alpha=-2.0)
+    return dist_sq.clamp_min_(0.0).sqrt_()
+
+
+def grid_positions(hw_shape: Tuple[int, int],
+                   device: torch.device) -> Tensor:
+    """Row/column coordinates of a row-major ``H x W`` token grid.
+
+    Returns:
+        Float tensor of shape ``[H * W, 2]``.
+    """
+    height, width = hw_shape
+    rows = torch.arange(height, device=device, dtype=torch.float32)
+    cols = torch.arange(width, device=device, dtype=torch.float32)
+    grid = torch.stack(torch.meshgrid(rows, cols, indexing='ij'), dim=-1)
+    return grid.reshape(-1, 2)
+
+
+def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
+                           spatial_weight: float) -> Tuple[Tensor, Tensor]:
+    """Step 1: spatial-aware distance between all token pairs.
+
+    ``D(i, j) = |x_i - x_j| / sqrt(C) + spatial_weight * s * |p_i - p_j| /
+    max(H, W)`` where ``s`` is the median feature distance of the image, so
+    ``spatial_weight`` is scale-free.
+
+    Args:
+        x: Patch tokens of shape ``[B, N, C]`` with ``N = H * W``.
+        hw_shape: The token grid ``(H, W)``.
+        spatial_weight: ``lambda`` in METHOD.md, ``>= 0``.
+
+    Returns:
+        ``(dist, scale)``: distances ``[B, N, N]`` (zero on the diagonal) and
+        the per-image median feature distance ``s`` of shape ``[B]``
+        (clamped away from zero).
+    """
+    batch, num_tokens, channels = x.shape
+    dist = pairwise_feature_distance(x, x).div_(math.sqrt(channels))
+    dist.diagonal(dim1=1, dim2=2).zero_()
+    scale = dist.reshape(batch, -1).median(dim=1).values
+    scale = scale.clamp_min(torch.finfo(dist.dtype).eps)
+    if spatial_weight > 0:
+        pos = grid_positions(hw_shape, x.device).to(dist.dtype)
+        pos_dist = torch.cdist(pos, pos) / max(hw_shape)
+        dist.add_(pos_dist.unsqueeze(0) * (spatial_weight *
+                                           scale).view(batch, 1, 1))
+    return dist, scale
+
+
+def knn_density(dist: Tensor, k: int, scale: Tensor) -> Tensor:
+    """Step 2: DPC-kNN local density ``exp(-mean_kNN (D / s)^2)``.
+
+    Args:
+        dist: Distances ``[B, N, N]`` with zeros on the diagonal.
+        k: Neighbours, ``1 <= k < N``.
+        scale: Per-image scale ``s`` of shape ``[B]``.
+
+    Returns:
+        Density ``rho`` of shape ``[B, N]``.
+    """
+    # The k + 1 smallest include the token itself (distance exactly 0).
+    nearest = dist.topk(k + 1, dim=-1, largest=False).values[..., 1:]
+    nearest = nearest / scale.view(-1, 1, 1)
+    return torch.exp(-nearest.pow(2).mean(-1))
+
+
+def density_rank(rho: Tensor) -> Tensor:
+    """Position of every token in the order of decreasing density.
+
+    Ties are broken by token index (a stable sort), so the order is strict and
+    deterministic on every device.
+
+    Returns:
+        Long tensor ``[B, N]``; rank 0 is the global density peak.
+    """
+    order = torch.sort(rho, dim=-1, descending=True, stable=True).indices
+    rank = torch.empty_like(order)
+    positions = torch.arange(rho.shape[-1], device=rho.device)
+    rank.scatter_(-1, order, positions.expand_as(order))
+    return rank
+
+
+def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
+    """Step 3: distance to the nearest token of higher density.
+
+    Args:
+        dist: Distances ``[B, N, N]``.
+        rho: Densities ``[B, N]``.
+
+    Returns:
+        ``delta`` of shape ``[B, N]``; the global density peak gets its largest
+        distance.
+    """
+    rank = density_rank(rho)
+    denser = rank.unsqueeze(1) < rank.unsqueeze(2)  # [B, i, j]: j above i
+    delta = dist.masked_fill(~denser, float('inf')).amin(dim=-1)
+    is_peak = rank == 0
+    return torch.where(is_peak, dist.amax(dim=-1), delta)
+
+
+def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:
+    """Step 4: the ``num_clusters`` tokens with the highest ``rho * delta``.
+
+    Args:
+        rho: Densities ``[B, N]``.
+        delta: Distance indicators ``[B, N]``.
+        num_clusters: Anchors per image ``M``, ``1 <= M <= N``.
+
+    Returns:
+        Token indices of the anchors ``[B, M]``, in increasing order (so
+        merged tokens keep the raster order of their anchors).
+    """
+    score = rho * delta
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    return order[:, :num_clusters].sort(dim=-1).values
+
+
+def assign_to_anchors(x: Tensor, anchors: Tensor) -> Tensor:
+    """Step 5: each token joins the anchor nearest in feature space.
+
+    Args:
+        x: Patch tokens ``[B, N, C]``.
+        anchors: Anchor token indices ``[B, M]``.
+
+    Returns:
+        Cluster id of every token ``[B, N]`` (values in ``[0, M)``); anchor
+        ``m`` is always in cluster ``m``.
+    """
+    anchor_feats = x.gather(
+        1, anchors.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+    index = pairwise_feature_distance(x, anchor_feats).argmin(dim=-1)
+    cluster_ids = torch.arange(anchors.shape[1], device=x.device)
+    index.scatter_(1, anchors, cluster_ids.expand_as(anchors))
+    return index

@@ -1,0 +1,7 @@
+# The design-card config: Segmenter ViT-L/16 (mask transformer head) on
+# ADE20K 640x640 with AiluRus after the 2nd layer, about 0.65 of the tokens
+# kept.
+#   python tools/train.py configs/segmenter_vitl_ailurus.py
+#   python tools/test.py configs/segmenter_vitl_ailurus.py CKPT --no-finetune
+# Every dataset/backbone/setting is in configs/segmenter/ (see its README).
+_base_ = ['./segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py']
