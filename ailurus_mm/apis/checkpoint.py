@@ -6,9 +6,11 @@ mmengine's Runner hold more than tensors (the message hub's
 to load through mmengine unless those types are allowed. Our decision: keep
 ``weights_only=True`` (no arbitrary code runs when a checkpoint is loaded) and
 add exactly the types mmengine's Runner writes to torch's allowlist with
-:func:`allow_mmengine_checkpoints`. Importing ``ailurus_mm.models`` calls it,
+:func:`allow_mmengine_checkpoints` (numpy arrays, dtypes and scalars, and
+``HistoryBuffer`` with a ``getattr`` restricted to its statistics methods). Importing ``ailurus_mm.models`` calls it,
 so mmseg's own tools benefit too.
 """
+import pickle
 import re
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
@@ -17,11 +19,33 @@ import torch
 from torch import nn
 
 
+def _history_buffer_getattr(obj, name: str):
+    """Stands in for ``getattr`` while a checkpoint is unpickled.
+
+    mmengine pickles ``HistoryBuffer.statistics_methods`` as
+    ``getattr(HistoryBuffer, 'min')`` etc. Allowing the real ``getattr`` would
+    let a malicious checkpoint walk from any allowed object to arbitrary code,
+    so only these lookups are answered.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    allowed = {'min', 'max', 'mean', 'current'}
+    allowed.update(HistoryBuffer._statistics_methods)  # registered ones
+    if obj is HistoryBuffer and name in allowed:
+        return getattr(obj, name)
+    raise pickle.UnpicklingError(
+        f'checkpoint asks for getattr({obj!r}, {name!r}); only '
+        'HistoryBuffer statistics are allowed')
+
+
 def _safe_globals() -> list:
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
-    types = [HistoryBuffer, np.ndarray, np.dtype]
+    types = [
+        HistoryBuffer, np.ndarray, np.dtype,
+        (_history_buffer_getattr, 'builtins.getattr')
+    ]
     # numpy moved ``core`` to ``_core`` in 2.0; pickles name either module.
     for core in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         try:
@@ -75,7 +99,7 @@ def checkpoint_state_dict(checkpoint: Dict) -> 'OrderedDict[str, torch.Tensor]':
         for key, value in state_dict.items())
 
 
-def _listing(keys: List[str], limit: int = 20) -> str:
+def _listing(keys: List[str], limit: int = 50) -> str:
     shown = ', '.join(keys[:limit])
     more = len(keys) - limit
     return shown + (f', ... ({more} more)' if more > 0 else '')
@@ -118,7 +142,7 @@ def check_state_dict(model: nn.Module, state_dict: Dict,
                      f'{_listing(unexpected)}')
     if wrong_shape:
         lines.append(f'  shape mismatch ({len(wrong_shape)}): '
-                     f'{_listing(wrong_shape, 10)}')
+                     f'{_listing(wrong_shape)}')
     lines.append('Is it a checkpoint of the same architecture (backbone '
                  'size, decode head, number of classes) in mmseg 1.x key '
                  'names? Official Segmenter or timm weights need '

@@ -4,6 +4,7 @@ from typing import Optional, Tuple, Union
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
 from torch import Tensor
+from torch.profiler import record_function
 
 from ailurus_mm.ops import recover_tokens
 from .outputs import AiluRusOutputs, Feature
@@ -41,11 +42,10 @@ class TokenRecover(BaseModule):
         if not isinstance(inputs, AiluRusOutputs):
             raise TypeError('TokenRecover expects the output of AiluRusViT, '
                             f'got {type(inputs).__name__}')
-        outs = []
-        for feature, merged in zip(inputs.features, inputs.merged):
-            outs.append(
-                self._recover(feature, inputs) if merged else feature)
-        return tuple(outs)
+        with record_function('ailurus::recover'):
+            return tuple(
+                self._recover(feature, inputs) if merged else feature
+                for feature, merged in zip(inputs.features, inputs.merged))
 
     @staticmethod
     def _recover(feature: Feature, inputs: AiluRusOutputs) -> Feature:

@@ -1,0 +1,152 @@
+"""Measurements behind ``tools/benchmark.py``: time, FLOPs, memory, tokens.
+
+Timing follows the field's protocol: batch 1, a fixed input of the given
+size, warm-up runs, then timed runs; the models are interleaved run by run
+(so a busy machine slows all of them alike) and the minimum is reported. On
+CUDA every timed region is synchronised.
+"""
+import time
+from typing import Callable, Dict, List, Sequence, Tuple
+
+import torch
+from torch import nn
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def interleaved_times(fns: Dict[str, Callable[[], object]],
+                      warmup: int,
+                      runs: int,
+                      device: torch.device) -> Dict[str, List[float]]:
+    """Seconds per call of every function, run one after the other in each
+    round (warm-up rounds first, not recorded)."""
+    times = {name: [] for name in fns}
+    for round_index in range(warmup + runs):
+        for name, fn in fns.items():
+            synchronize(device)
+            start = time.perf_counter()
+            fn()
+            synchronize(device)
+            if round_index >= warmup:
+                times[name].append(time.perf_counter() - start)
+    return times
+
+
+class _TensorForward(nn.Module):
+    """``model(inputs, mode='tensor')`` as a module, for the FLOP tracer."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, inputs):
+        return self.model(inputs, None, mode='tensor')
+
+
+def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
+    """FLOPs of one tensor-mode forward, counted by mmengine's FlopAnalyzer
+    (fvcore convention: one fused multiply-add counts as one FLOP)."""
+    from mmengine.analysis import FlopAnalyzer
+
+    analyzer = FlopAnalyzer(_TensorForward(model), (inputs, ))
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    analyzer.tracer_warnings('none')
+    with torch.no_grad():
+        return int(analyzer.total())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def tokens_per_layer(backbone: nn.Module, inputs: torch.Tensor) -> List[int]:
+    """Sequence length (with the cls token) that each layer receives."""
+    seen: List[int] = []
+    hooks = [
+        layer.register_forward_hook(
+            lambda module, args, out: seen.append(int(args[0].shape[1])))
+        for layer in backbone.layers
+    ]
+    try:
+        with torch.no_grad():
+            backbone(inputs)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
+
+
+def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
+    """Peak bytes allocated by ``fn`` above what was allocated before it.
+
+    CUDA: ``torch.cuda.max_memory_allocated``. CPU: replays the allocation
+    events recorded by ``torch.profiler`` with ``profile_memory=True``.
+    """
+    if device.type == 'cuda':
+        synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        fn()
+        synchronize(device)
+        return torch.cuda.max_memory_allocated(device) - before
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU],
+                 profile_memory=True) as prof:
+        fn()
+    events = [
+        e for e in prof.events()
+        if e.name == '[memory]' and e.cpu_memory_usage != 0
+    ]
+    events.sort(key=lambda e: e.time_range.start)
+    current = peak = 0
+    for event in events:
+        current += event.cpu_memory_usage
+        peak = max(peak, current)
+    return peak
+
+
+def stage_times(backbone: nn.Module, neck: nn.Module, inputs: torch.Tensor,
+                warmup: int, runs: int) -> Tuple[float, float]:
+    """Minimum seconds of AiluRus's own work in one forward: clustering plus
+    merging at ``cluster_layer``, and recovery in ``TokenRecover``, each
+    timed alone on the tokens a real forward produces."""
+    captured = {}
+    layer = backbone.layers[backbone.cluster_layer]
+    hook = layer.register_forward_hook(
+        lambda module, args, out: captured.setdefault('x', out))
+    try:
+        with torch.no_grad():
+            outputs = backbone(inputs)
+    finally:
+        hook.remove()
+    x = captured['x']
+    if backbone.cluster_layer == len(backbone.layers) - 1 and \
+            backbone.final_norm:
+        x = backbone.norm1(x)
+    hw_shape = outputs.hw_shape
+    device = inputs.device
+
+    def cluster_merge():
+        assignment = backbone.cluster(x, hw_shape)
+        if assignment is not None:
+            backbone.merge(x, assignment)
+
+    with torch.no_grad():
+        times = interleaved_times(
+            dict(cluster=cluster_merge, recover=lambda: neck(outputs)),
+            warmup, runs, device)
+    return min(times['cluster']), min(times['recover'])
+
+
+def summarize(values: Sequence[float]) -> Dict[str, float]:
+    ordered = sorted(values)
+    return dict(min=ordered[0], median=ordered[len(ordered) // 2])

@@ -1,0 +1,93 @@
+"""Shared fixtures: tiny configs over the real ones, tiny generated datasets."""
+import os.path as osp
+import subprocess
+import sys
+from typing import List, Optional
+
+import pytest
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIGS = osp.join(REPO, 'configs')
+
+# Shrinks a Segmenter config to a model that trains in seconds on a CPU, on
+# 64x64 crops of the generated datasets. Appended to a config that inherits
+# the real one, so everything else (dataset class, evaluator, hooks, the
+# AiluRus knobs) is the real config's.
+TINY_SEGMENTER = '''
+crop_size = (64, 64)
+model = dict(
+    pretrained=None,
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(img_size=(64, 64), embed_dims=32, num_layers=3,
+                  num_heads=2, drop_path_rate=0.0, **{backbone!r}),
+    decode_head=dict(in_channels=32, channels=32, num_heads=2,
+                     embed_dims=32, num_layers=1),
+    test_cfg=dict(mode='slide', crop_size=(64, 64), stride=(48, 48)))
+train_cfg = dict(max_iters={iters}, val_interval={iters})
+param_scheduler = [dict(type='PolyLR', eta_min=1e-4, power=0.9, begin=0,
+                        end={iters}, by_epoch=False)]
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval={iters}),
+                     visualization=dict(type='SegVisualizationHook'))
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root={data_root!r}, pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label={reduce_zero_label}),
+    dict(type='RandomResize', scale=(128, 64), ratio_range=(0.75, 1.25),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackSegInputs')]))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 64), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label={reduce_zero_label}),
+    dict(type='PackSegInputs')]
+val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root={data_root!r},
+                                   pipeline=test_pipeline))
+test_dataloader = val_dataloader
+'''
+
+
+def write_tiny_config(path: str,
+                      base: str,
+                      data_root: str,
+                      iters: int = 2,
+                      backbone: Optional[dict] = None,
+                      extra: str = '',
+                      reduce_zero_label: bool = True) -> str:
+    """Write a config inheriting ``base`` (a path or an ``mmseg::`` name)
+    with the tiny model and data settings; returns ``path``.
+
+    Args:
+        backbone: More backbone settings (e.g. the AiluRus knobs).
+        extra: Config text appended at the end.
+    """
+    if not base.startswith('mmseg::') and not base.startswith('mmdet::'):
+        base = osp.abspath(base)
+    text = f'_base_ = [{base!r}]\n' + TINY_SEGMENTER.format(
+        iters=iters, data_root=data_root, backbone=backbone or {},
+        reduce_zero_label=reduce_zero_label) + extra
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def run_tool(tool: str, args: List[str], cwd: str) -> str:
+    """Run ``tools/<tool>.py`` as a user would; returns its output, and fails
+    the test with the output if the tool fails."""
+    cmd = [sys.executable, osp.join(REPO, 'tools', f'{tool}.py')] + args
+    proc = subprocess.run(
+        cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True, timeout=900)
+    if proc.returncode != 0:
+        pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}:\n'
+                    f'{proc.stdout[-6000:]}')
+    return proc.stdout
+
+
+@pytest.fixture(scope='session')
+def ade20k_root(tmp_path_factory) -> str:
+    from ailurus_mm.testing import make_ade20k
+    return make_ade20k(str(tmp_path_factory.mktemp('ade20k')))

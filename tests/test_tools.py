@@ -1,0 +1,141 @@
+"""End to end: tools/train.py and tools/test.py on a generated ADE20K-layout
+dataset, through mmseg's ADE20KDataset, IoUMetric and mmengine's Runner."""
+import os.path as osp
+import re
+
+import pytest
+import torch
+
+from conftest import CONFIGS, run_tool, write_tiny_config
+
+AILURUS_B = osp.join(CONFIGS, 'segmenter',
+                     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
+VANILLA_B = 'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py'
+
+
+def miou(output: str) -> float:
+    found = re.findall(r'mIoU: ([0-9.]+)', output)
+    assert found, f'no mIoU in the output:\n{output[-3000:]}'
+    return float(found[-1])
+
+
+@pytest.fixture(scope='module')
+def vanilla_checkpoint(tmp_path_factory, ade20k_root):
+    """A tiny vanilla Segmenter trained by mmseg's own Runner."""
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    from ailurus_mm.apis import allow_mmengine_checkpoints
+
+    allow_mmengine_checkpoints()
+    tmp = tmp_path_factory.mktemp('vanilla')
+    cfg = Config.fromfile(
+        write_tiny_config(str(tmp / 'vanilla.py'), VANILLA_B, ade20k_root))
+    cfg.work_dir = str(tmp / 'work')
+    cfg.experiment_name = 'vanilla_tiny'
+    runner = Runner.from_cfg(cfg)
+    runner.train()
+    vanilla_metrics = runner.test()
+    return str(tmp / 'work' / 'iter_2.pth'), vanilla_metrics
+
+
+def test_train_then_test_ailurus(tmp_path, ade20k_root):
+    cfg = write_tiny_config(
+        str(tmp_path / 'ailurus.py'), AILURUS_B, ade20k_root,
+        backbone=dict(cluster_layer=0, num_clusters=0.5))
+    work = tmp_path / 'work'
+    run_tool('train', [cfg, '--work-dir', str(work)], cwd=str(tmp_path))
+    checkpoint = work / 'iter_2.pth'
+    assert checkpoint.is_file()
+
+    out = run_tool('test', [cfg, str(checkpoint), '--work-dir',
+                            str(tmp_path / 'test')], cwd=str(tmp_path))
+    assert 0.0 <= miou(out) <= 100.0
+    assert 'Loaded checkpoint strictly' in out
+    assert 'was not trained with AiluRusViT' not in out
+
+
+def test_no_finetune_evaluates_vanilla_checkpoint(tmp_path, ade20k_root,
+                                                  vanilla_checkpoint):
+    checkpoint, vanilla_metrics = vanilla_checkpoint
+    # Nothing merged: the AiluRus model must score exactly what mmseg's
+    # vanilla model scored on the same checkpoint.
+    same = write_tiny_config(
+        str(tmp_path / 'all_kept.py'), AILURUS_B, ade20k_root,
+        backbone=dict(num_clusters=1.0))
+    out = run_tool('test', [same, checkpoint, '--no-finetune', '--work-dir',
+                            str(tmp_path / 'a')], cwd=str(tmp_path))
+    assert miou(out) == pytest.approx(vanilla_metrics['mIoU'], abs=0.01)
+    assert '--no-finetune: evaluating the vanilla checkpoint' in out
+
+    merged = write_tiny_config(
+        str(tmp_path / 'merged.py'), AILURUS_B, ade20k_root,
+        backbone=dict(cluster_layer=0, num_clusters=0.5))
+    out = run_tool('test', [merged, checkpoint, '--no-finetune',
+                            '--work-dir', str(tmp_path / 'b')],
+                   cwd=str(tmp_path))
+    assert 0.0 <= miou(out) <= 100.0
+
+
+def test_vanilla_checkpoint_without_flag_is_flagged(tmp_path, ade20k_root,
+                                                    vanilla_checkpoint):
+    from ailurus_mm.apis.runner import build_test_runner, test_parser
+
+    cfg = write_tiny_config(str(tmp_path / 'c.py'), AILURUS_B, ade20k_root)
+    args = test_parser().parse_args(
+        [cfg, vanilla_checkpoint[0], '--work-dir', str(tmp_path / 'w'),
+         '--cfg-options', 'experiment_name=flagged'])
+    runner = build_test_runner(args)
+    with open(runner.log_dir + '/' + osp.basename(runner.log_dir) +
+              '.log') as f:
+        log = f.read()
+    assert 'was not trained with AiluRusViT' in log
+    assert 'pass --no-finetune' in log
+
+
+def test_checkpoint_of_another_model_is_refused(tmp_path, ade20k_root):
+    from mmseg.models.backbones import VisionTransformer
+
+    other = VisionTransformer(embed_dims=48, num_layers=2, num_heads=2)
+    state_dict = {f'backbone.{k}': v for k, v in other.state_dict().items()}
+    state_dict['decode_head.conv_seg.weight'] = torch.zeros(3, 3)
+    bad = str(tmp_path / 'other.pth')
+    torch.save({'meta': {}, 'state_dict': state_dict}, bad)
+
+    from ailurus_mm.apis import CheckpointMismatchError
+    from ailurus_mm.apis.runner import build_test_runner, test_parser
+
+    cfg = write_tiny_config(str(tmp_path / 'c.py'), AILURUS_B, ade20k_root)
+    args = test_parser().parse_args(
+        [cfg, bad, '--no-finetune', '--work-dir', str(tmp_path / 'w'),
+         '--cfg-options', 'experiment_name=refused'])
+    with pytest.raises(CheckpointMismatchError) as error:
+        build_test_runner(args)
+    message = str(error.value)
+    assert 'missing in the checkpoint' in message
+    assert 'missing in the checkpoint (35): backbone.layers.2.attn' in message
+    assert 'decode_head.mask_norm.weight' in message
+    assert 'unexpected in the checkpoint (1): decode_head.conv_seg.weight' \
+        in message
+    assert 'backbone.pos_embed: checkpoint (1, 197, 48) vs model ' \
+        '(1, 17, 32)' in message
+
+
+def test_runner_checkpoint_loads_under_weights_only(vanilla_checkpoint):
+    from ailurus_mm.apis.checkpoint import load_checkpoint_file
+
+    checkpoint = load_checkpoint_file(vanilla_checkpoint[0])
+    assert {'meta', 'state_dict', 'message_hub'} <= set(checkpoint)
+
+
+class _Payload:
+    pass
+
+
+def test_arbitrary_objects_still_refused(tmp_path):
+    from ailurus_mm.apis.checkpoint import load_checkpoint_file
+
+    path = str(tmp_path / 'payload.pth')
+    torch.save({'state_dict': {}, 'meta': _Payload()}, path)
+    with pytest.raises(Exception, match='Weights only load failed'):
+        load_checkpoint_file(path)
