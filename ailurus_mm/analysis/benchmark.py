@@ -69,8 +69,16 @@ def make_batch(cfg: Config,
         sample.gt_sem_seg = PixelData(
             data=torch.from_numpy(label.astype('int64'))[None])
         samples.append(sample)
-    data = model.data_preprocessor(
-        dict(inputs=inputs, data_samples=samples), training=True)
+    # Normalise and stack with the model's own preprocessor, padded to
+    # exactly ``shape`` (not to the config's crop size).
+    preprocessor = model.data_preprocessor
+    crop_size = preprocessor.size
+    preprocessor.size = tuple(shape)
+    try:
+        data = preprocessor(
+            dict(inputs=inputs, data_samples=samples), training=True)
+    finally:
+        preprocessor.size = crop_size
     return data['inputs'].to(device), [s.to(device) for s in
                                         data['data_samples']]
 

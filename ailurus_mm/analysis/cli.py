@@ -6,6 +6,13 @@ from typing import List, Optional
 from mmengine.config import Config, DictAction
 
 
+def quiet_mmengine() -> None:
+    """Keep mmengine's INFO logs (per-parameter init reports) off the
+    console of the analysis tools: they print their own report."""
+    from mmengine.logging import MMLogger
+    MMLogger.get_instance('ailurus_mm_analysis', log_level='WARNING')
+
+
 def benchmark_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description='Time vanilla vs AiluRus versions of one model in one '
@@ -41,6 +48,7 @@ def benchmark_main(argv: Optional[List[str]] = None) -> dict:
     from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
 
     args = benchmark_parser().parse_args(argv)
+    quiet_mmengine()
     allow_mmengine_checkpoints()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

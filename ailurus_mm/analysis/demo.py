@@ -47,9 +47,11 @@ def prediction_agreement(models: dict, inputs, samples) -> float:
 def demo_main(argv: Optional[List[str]] = None) -> dict:
     from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
     from .benchmark import default_shape, make_batch, run_benchmark
+    from .cli import quiet_mmengine
     from .variants import build_variants
 
     args = demo_parser().parse_args(argv)
+    quiet_mmengine()
     allow_mmengine_checkpoints()
     cfg = Config.fromfile(args.config)
     if args.cfg_options:

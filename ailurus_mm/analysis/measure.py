@@ -102,14 +102,13 @@ def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
     with profile(activities=[ProfilerActivity.CPU],
                  profile_memory=True) as prof:
         fn()
-    events = [
-        e for e in prof.events()
-        if e.name == '[memory]' and e.cpu_memory_usage != 0
-    ]
+    # Each op's own (self) allocations net of its own frees, and frees done
+    # outside any op ('[memory]' events), in the order they started.
+    events = [e for e in prof.events() if e.self_cpu_memory_usage != 0]
     events.sort(key=lambda e: e.time_range.start)
     current = peak = 0
     for event in events:
-        current += event.cpu_memory_usage
+        current += event.self_cpu_memory_usage
         peak = max(peak, current)
     return peak
 

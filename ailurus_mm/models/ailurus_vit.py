@@ -121,7 +121,7 @@ class AiluRusViT(VisionTransformer):
         Returns ``None`` when nothing would be merged (``M >= N``).
         """
         tokens = x[:, 1:] if self.with_cls_token else x
-        num_tokens = tokens.shape[1]
+        num_tokens = int(tokens.shape[1])
         if resolve_num_clusters(self.num_clusters, num_tokens) >= num_tokens:
             return None
         return cluster_tokens(

@@ -40,6 +40,7 @@ def resolve_num_clusters(num_clusters: Union[int, float],
     Returns:
         ``M`` in ``[1, N]``; ``M == N`` means nothing is merged.
     """
+    num_tokens = int(num_tokens)  # a traced shape is a tensor
     if isinstance(num_clusters, bool) or not isinstance(
             num_clusters, numbers.Real):
         raise TypeError('num_clusters must be an int count or a float '
@@ -84,7 +85,8 @@ def cluster_tokens(x: Tensor,
     Returns:
         The :class:`ClusterAssignment`.
     """
-    batch, num_tokens, _ = x.shape
+    batch, num_tokens = int(x.shape[0]), int(x.shape[1])
+    hw_shape = (int(hw_shape[0]), int(hw_shape[1]))
     if hw_shape[0] * hw_shape[1] != num_tokens:
         raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
                          f'{num_tokens} tokens')
