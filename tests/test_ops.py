@@ -74,8 +74,11 @@ def reference_clustering(x, hw_shape, num_clusters, k, spatial_weight,
         if i in anchors:
             index.append(anchors.index(i))
             continue
-        feats = [feat(i, a) for a in anchors]
-        index.append(feats.index(min(feats)))
+        near = [a for a in anchors if a in candidates(i)]
+        # window: only anchors in the window, unless there are none
+        pool = near if window is not None and near else anchors
+        feats = [feat(i, a) for a in pool]
+        index.append(anchors.index(pool[feats.index(min(feats))]))
     return anchors, index
 
 

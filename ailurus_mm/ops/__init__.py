@@ -4,11 +4,11 @@ from .clustering import (ClusterAssignment, cluster_tokens,
 from .density import (assign_to_anchors, distance_indicator, knn_density,
                       select_anchors, spatial_aware_distance)
 from .merge import merge_tokens, recover_tokens
-from .window import window_density_and_delta
+from .window import assign_in_window, window_density_and_delta
 
 __all__ = [
     'ClusterAssignment', 'cluster_tokens', 'resolve_num_clusters',
     'spatial_aware_distance', 'knn_density', 'distance_indicator',
     'select_anchors', 'assign_to_anchors', 'merge_tokens', 'recover_tokens',
-    'window_density_and_delta'
+    'window_density_and_delta', 'assign_in_window'
 ]

@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .density import (assign_to_anchors, distance_indicator, knn_density,
                       select_anchors, spatial_aware_distance)
-from .window import window_density_and_delta
+from .window import assign_in_window, window_density_and_delta
 
 
 class ClusterAssignment(NamedTuple):
@@ -76,9 +76,10 @@ def cluster_tokens(x: Tensor,
             ``N`` (see :func:`resolve_num_clusters`).
         k: Neighbours for the density; at most ``N - 1`` are used.
         spatial_weight: Weight of the spatial term (0 = plain DPC-kNN).
-        window: If set, kNN and delta candidates are limited to a
-            ``(2 * window + 1)^2`` neighbourhood (no ``N x N`` matrix).
-            Assignment to anchors stays global in feature space.
+        window: If set, kNN, delta and anchor candidates are limited to a
+            ``(2 * window + 1)^2`` neighbourhood (no ``O(N^2)`` step; see
+            :mod:`ailurus_mm.ops.window`). ``None``: the global form, with
+            assignment global in feature space.
         token_sizes: Optional sizes ``[B, N]`` of already merged tokens;
             ``sizes`` then sums them.
 
@@ -102,11 +103,13 @@ def cluster_tokens(x: Tensor,
             rho = knn_density(dist, num_neighbours, scale)
             delta = distance_indicator(dist, rho)
             del dist
+            anchors = select_anchors(rho, delta, num_anchors)
+            index = assign_to_anchors(x, anchors)
         else:
-            rho, delta = window_density_and_delta(x, hw_shape, num_neighbours,
-                                                  spatial_weight, window)
-        anchors = select_anchors(rho, delta, num_anchors)
-        index = assign_to_anchors(x, anchors)
+            rho, delta, neighbours = window_density_and_delta(
+                x, hw_shape, num_neighbours, spatial_weight, window)
+            anchors = select_anchors(rho, delta, num_anchors)
+            index = assign_in_window(x, anchors, neighbours)
     weights = x.new_ones(index.shape) if token_sizes is None else \
         token_sizes.to(x.dtype)
     sizes = weights.new_zeros(batch, num_anchors).scatter_add_(

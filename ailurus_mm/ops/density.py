@@ -12,8 +12,11 @@ import torch
 from torch import Tensor
 
 
-def pairwise_feature_distance(x: Tensor, y: Tensor) -> Tensor:
-    """Euclidean distance between every token of ``x`` and of ``y``.
+def pairwise_feature_distance(x: Tensor,
+                              y: Tensor,
+                              scale: float = 1.0) -> Tensor:
+    """Euclidean distance between every token of ``x`` and of ``y``, times
+    ``scale``.
 
     Computed as ``sqrt(|x|^2 + |y|^2 - 2 x.y)`` with one batched matmul, which
     is what ``torch.cdist`` does for large inputs, but clamped at zero so no
@@ -22,14 +25,35 @@ def pairwise_feature_distance(x: Tensor, y: Tensor) -> Tensor:
     Args:
         x: Features of shape ``[B, N, C]``.
         y: Features of shape ``[B, M, C]``.
+        scale: Factor applied to the distances (folded into the matmul).
 
     Returns:
         Distances of shape ``[B, N, M]``.
     """
     x_sq = x.pow(2).sum(-1, keepdim=True)
     y_sq = y.pow(2).sum(-1).unsqueeze(1)
-    dist_sq = torch.baddbmm(x_sq + y_sq, x, y.transpose(1, 2), alpha=-2.0)
+    factor = scale * scale
+    dist_sq = torch.baddbmm(
+        x_sq + y_sq, x, y.transpose(1, 2), beta=factor, alpha=-2.0 * factor)
     return dist_sq.clamp_min_(0.0).sqrt_()
+
+
+# Above this many distances per image, the median is taken over a strided
+# subset of rows (deterministic), which estimates it closely at a fraction of
+# the cost: ~1M values instead of e.g. 16.8M for 4096 tokens.
+MEDIAN_SAMPLE_SIZE = 2**20
+
+
+def median_distance(dist: Tensor) -> Tensor:
+    """Per-image median of a ``[B, N, N]`` distance matrix (exact up to
+    :data:`MEDIAN_SAMPLE_SIZE` values, from every ``stride``-th row above).
+
+    Returns:
+        ``[B]``.
+    """
+    batch, num_rows, num_cols = dist.shape
+    stride = max(1, math.ceil(num_rows * num_cols / MEDIAN_SAMPLE_SIZE))
+    return dist[:, ::stride].reshape(batch, -1).median(dim=1).values
 
 
 def grid_positions(hw_shape: Tuple[int, int],
@@ -51,8 +75,8 @@ def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
     """Step 1: spatial-aware distance between all token pairs.
 
     ``D(i, j) = |x_i - x_j| / sqrt(C) + spatial_weight * s * |p_i - p_j| /
-    max(H, W)`` where ``s`` is the median feature distance of the image, so
-    ``spatial_weight`` is scale-free.
+    max(H, W)`` where ``s`` is the median feature distance of the image (see
+    :func:`median_distance`), so ``spatial_weight`` is scale-free.
 
     Args:
         x: Patch tokens of shape ``[B, N, C]`` with ``N = H * W``.
@@ -65,15 +89,14 @@ def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
         (clamped away from zero).
     """
     batch, num_tokens, channels = x.shape
-    dist = pairwise_feature_distance(x, x).div_(math.sqrt(channels))
+    dist = pairwise_feature_distance(x, x, scale=1.0 / math.sqrt(channels))
     dist.diagonal(dim1=1, dim2=2).zero_()
-    scale = dist.reshape(batch, -1).median(dim=1).values
-    scale = scale.clamp_min(torch.finfo(dist.dtype).eps)
+    scale = median_distance(dist).clamp_min(torch.finfo(dist.dtype).eps)
     if spatial_weight > 0:
         pos = grid_positions(hw_shape, x.device).to(dist.dtype)
-        pos_dist = torch.cdist(pos, pos) / max(hw_shape)
-        dist.add_(pos_dist.unsqueeze(0) * (spatial_weight *
-                                           scale).view(batch, 1, 1))
+        pos_dist = torch.cdist(pos, pos).unsqueeze(0)
+        dist.addcmul_(pos_dist, (spatial_weight * scale /
+                                 max(hw_shape)).view(batch, 1, 1))
     return dist, scale
 
 
