@@ -13,8 +13,9 @@ Feature = Union[Tensor, List[Tensor]]
 _NEEDS_RECOVER = (
     'AiluRusViT returns merged tokens that must be restored to the full grid '
     'before a head can use them: add the neck `dict(type=\'TokenRecover\')` '
-    'to the model config (in mmdet, put it first in a list of necks or let '
-    'it wrap the pyramid neck).')
+    'to the model config (in mmdet, let it wrap the pyramid neck: '
+    '`neck=dict(type=\'mmseg.TokenRecover\', neck=dict(type=\'SimpleFPN\', '
+    '...))`).')
 
 
 class AiluRusOutputs:

@@ -26,16 +26,48 @@ class TokenRecover(BaseModule):
     ``[B, C, H, W]`` map; outputs taken before clustering pass through
     untouched. The result is exactly what mmseg's ``VisionTransformer``
     returns (a tuple of maps, or of ``[map, cls_token]`` pairs), so any decode
-    head or neck built for it works unchanged. Has no parameters.
+    head or neck built for it works unchanged.
+
+    Detectors take a single neck (mmdet's ``TwoStageDetector`` builds
+    ``model.neck`` with one ``MODELS.build`` call), so the neck a plain ViT
+    needs there (e.g. ``SimpleFPN``) goes inside: ``dict(type='TokenRecover',
+    neck=dict(type='SimpleFPN', ...))`` recovers the grid, then applies the
+    inner neck. The inner neck is built in the current default scope (mmdet's
+    for mmdet configs, mmseg's for mmseg configs).
+
+    TokenRecover has no parameters of its own, and it is transparent in the
+    state dict: the inner neck's entries keep the names they have in the
+    vanilla model (``neck.<name>``, not ``neck.neck.<name>``), so checkpoints
+    of the vanilla model load strictly into the AiluRus model and back.
 
     Args:
+        neck: Optional config of the neck applied after recovery.
         init_cfg: Unused; accepted for registry compatibility.
     """
 
-    def __init__(self, init_cfg: Optional[dict] = None) -> None:
+    def __init__(self,
+                 neck: Optional[dict] = None,
+                 init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
+        self.neck = MODELS.build(neck) if neck is not None else None
+        if self.neck is not None:
+            self.register_state_dict_post_hook(_hide_inner_prefix)
 
-    def forward(self, inputs: Union[AiluRusOutputs, tuple]) -> tuple:
+    @property
+    def with_neck(self) -> bool:
+        return self.neck is not None
+
+    def recover(self, inputs: Union[AiluRusOutputs, tuple]) -> tuple:
+        """Only the recovery (what ``forward`` does before the inner neck).
+
+        Args:
+            inputs: :class:`AiluRusOutputs`, or plain ``VisionTransformer``
+                outputs (returned as they are).
+
+        Returns:
+            A tuple of ``[B, C, H, W]`` maps (or ``[map, cls_token]`` pairs),
+            one per backbone output index.
+        """
         if isinstance(inputs, (tuple, list)):
             # Already plain VisionTransformer outputs: nothing to restore.
             return tuple(inputs)
@@ -47,6 +79,11 @@ class TokenRecover(BaseModule):
                 self._recover(feature, inputs) if merged else feature
                 for feature, merged in zip(inputs.features, inputs.merged))
 
+    def forward(self, inputs: Union[AiluRusOutputs, tuple]):
+        """Recover, then apply the inner neck if there is one."""
+        outputs = self.recover(inputs)
+        return self.neck(outputs) if self.neck is not None else outputs
+
     @staticmethod
     def _recover(feature: Feature, inputs: AiluRusOutputs) -> Feature:
         with_cls = isinstance(feature, (list, tuple))
@@ -54,3 +91,31 @@ class TokenRecover(BaseModule):
         full = recover_tokens(tokens, inputs.assignment.index)
         feature_map = tokens_to_map(full, inputs.hw_shape)
         return [feature_map, feature[1]] if with_cls else feature_map
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata,
+                              strict, missing_keys, unexpected_keys,
+                              error_msgs) -> None:
+        if self.neck is not None:
+            # Vanilla names (``<prefix><name>``) -> ``<prefix>neck.<name>``;
+            # names already in the inner form load as they are.
+            inner = prefix + 'neck.'
+            for name in self.neck.state_dict():
+                if prefix + name in state_dict and \
+                        inner + name not in state_dict:
+                    state_dict[inner + name] = state_dict.pop(prefix + name)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata,
+                                      strict, missing_keys, unexpected_keys,
+                                      error_msgs)
+
+
+def _hide_inner_prefix(module: TokenRecover, state_dict, prefix: str,
+                       local_metadata) -> None:
+    """State dict post-hook: ``<prefix>neck.<name>`` -> ``<prefix><name>``,
+    in place and in order (the hook may not return a new dict)."""
+    inner = prefix + 'neck.'
+    items = list(state_dict.items())
+    state_dict.clear()
+    for key, value in items:
+        if key.startswith(inner):
+            key = prefix + key[len(inner):]
+        state_dict[key] = value
