@@ -69,3 +69,77 @@ def benchmark_main(argv: Optional[List[str]] = None) -> dict:
         with open(args.out, 'w') as f:
             json.dump(report, f, indent=2)
     return report
+
+
+def _load_cfg(path: str, cfg_options) -> Config:
+    from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
+
+    quiet_mmengine()
+    allow_mmengine_checkpoints()
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    return cfg
+
+
+def visualize_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='Cluster map, resolution map and vanilla vs AiluRus '
+        'predictions of images, one PNG each')
+    parser.add_argument('config', help='an AiluRus config')
+    parser.add_argument('checkpoint', help='checkpoint of the model')
+    parser.add_argument('images', nargs='+', help='image files')
+    parser.add_argument('--out-dir', required=True,
+                        help='where the PNGs are written')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser
+
+
+def visualize_main(argv: Optional[List[str]] = None) -> list:
+    from ailurus_mm.analysis.visualize import visualize_images
+
+    args = visualize_parser().parse_args(argv)
+    cfg = _load_cfg(args.config, args.cfg_options)
+    records = visualize_images(cfg, args.checkpoint, args.images,
+                               args.out_dir, device=args.device)
+    for record in records:
+        print(f"{record['path']}: {record['patch_tokens']} -> "
+              f"{record['kept_tokens']} tokens, "
+              f"{100 * record['pixel_agreement']:.1f}% pixels agree")
+    return records
+
+
+def sweep_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description='mIoU and images/s of vanilla and AiluRus settings on '
+        "the config's test dataset; writes sweep.csv and sweep.png")
+    parser.add_argument('config', help='an AiluRus config')
+    parser.add_argument('checkpoint', help='checkpoint of the model')
+    parser.add_argument('--num-clusters', type=float, nargs='+',
+                        required=True,
+                        help='fractions of the patch tokens to keep')
+    parser.add_argument('--cluster-layer', type=int, nargs='+',
+                        help="layers to cluster after (default: the "
+                        "config's)")
+    parser.add_argument('--out-dir', default='sweep')
+    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--threads', type=int)
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    return parser
+
+
+def sweep_main(argv: Optional[List[str]] = None) -> list:
+    from ailurus_mm.analysis.sweep import run_sweep
+
+    args = sweep_parser().parse_args(argv)
+    cfg = _load_cfg(args.config, args.cfg_options)
+    rows = run_sweep(cfg, args.checkpoint, args.num_clusters,
+                     args.cluster_layer, out_dir=args.out_dir,
+                     device=args.device, threads=args.threads)
+    print(f"{'setting':<40}{'mIoU':>8}{'img/s':>10}{'speed-up':>10}")
+    for row in rows:
+        print(f"{row['setting']:<40}{row['mIoU']:>8.2f}"
+              f"{row['images_per_second']:>10.3f}{row['speedup']:>9.2f}x")
+    print(f'wrote {args.out_dir}/sweep.csv and {args.out_dir}/sweep.png')
+    return rows

@@ -1,0 +1,156 @@
+"""Accuracy vs speed over AiluRus settings, on the config's test dataset.
+
+Every setting (``cluster_layer`` x ``num_clusters``) and the vanilla model are
+evaluated with the config's own dataloader and evaluator (mmseg's
+IoUMetric for the segmentation configs); the model time of each batch is
+measured (synchronised on CUDA) and turned into images/s. Results go to a CSV
+(one row per setting plus vanilla) and a PNG plot of mIoU vs images/s.
+"""
+import copy
+import csv
+import os
+import os.path as osp
+import time
+from typing import Dict, List, Optional, Sequence
+
+import torch
+from mmengine.config import Config
+
+from .measure import synchronize
+
+CSV_FIELDS = ('setting', 'cluster_layer', 'num_clusters', 'mIoU', 'mAcc',
+              'aAcc', 'images', 'images_per_second', 'speedup')
+
+
+def evaluate_model(model, dataloader, evaluator, device: torch.device,
+                   desc: str) -> Dict:
+    """Run ``model`` over the dataloader; metrics plus model seconds."""
+    from mmengine.utils import ProgressBar
+
+    model.eval()
+    seconds, images = 0.0, 0
+    print(desc, flush=True)
+    progress = ProgressBar(len(dataloader.dataset))
+    for data in dataloader:
+        synchronize(device)
+        start = time.perf_counter()
+        with torch.no_grad():
+            outputs = model.test_step(data)
+        synchronize(device)
+        seconds += time.perf_counter() - start
+        evaluator.process(data_samples=outputs, data_batch=data)
+        images += len(outputs)
+        for _ in outputs:
+            progress.update()
+    print(flush=True)
+    metrics = evaluator.evaluate(len(dataloader.dataset))
+    return dict(metrics=metrics, seconds=seconds, images=images)
+
+
+def _metric(metrics: Dict, name: str) -> Optional[float]:
+    for key, value in metrics.items():
+        if key.split('/')[-1] == name:
+            return float(value)
+    return None
+
+
+def run_sweep(cfg: Config,
+              checkpoint: str,
+              num_clusters: Sequence[float],
+              cluster_layers: Optional[Sequence[int]] = None,
+              out_dir: str = 'sweep',
+              device: str = 'cpu',
+              threads: Optional[int] = None) -> List[Dict]:
+    """Evaluate vanilla and every setting; write ``sweep.csv`` and
+    ``sweep.png`` into ``out_dir``.
+
+    Returns:
+        The CSV rows (vanilla first).
+    """
+    from mmengine.evaluator import Evaluator
+    from mmengine.runner import Runner
+
+    from .variants import build_model, build_variants, variant_model_cfgs
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not num_clusters:
+        raise ValueError('give at least one --num-clusters value')
+    device_t = torch.device(device)
+    if cluster_layers is None:
+        cluster_layers = [cfg.model.backbone.get('cluster_layer', 1)]
+    models = build_variants(cfg, checkpoint, names=('vanilla', ),
+                            device=device)
+    state_dict = models['vanilla'].state_dict()
+    dataloader = Runner.build_dataloader(cfg.test_dataloader)
+    evaluator_cfg = cfg.test_evaluator
+    if isinstance(evaluator_cfg, dict):
+        evaluator_cfg = [evaluator_cfg]
+
+    def evaluate(model, desc):
+        evaluator = Evaluator(copy.deepcopy(evaluator_cfg))
+        evaluator.dataset_meta = dataloader.dataset.metainfo
+        return evaluate_model(model, dataloader, evaluator, device_t, desc)
+
+    results = [('vanilla', None, None,
+                evaluate(models['vanilla'], 'vanilla'))]
+    del models
+    ailurus_cfg = variant_model_cfgs(cfg.model)['ailurus']
+    for layer in cluster_layers:
+        for value in num_clusters:
+            model_cfg = copy.deepcopy(ailurus_cfg)
+            model_cfg.backbone.update(cluster_layer=layer,
+                                      num_clusters=value)
+            model = build_model(model_cfg, cfg)
+            model.load_state_dict(state_dict, strict=True)
+            model.to(device_t)
+            name = f'cluster_layer={layer} num_clusters={value}'
+            results.append((name, layer, value, evaluate(model, name)))
+
+    base_speed = results[0][3]['images'] / results[0][3]['seconds']
+    rows = []
+    for name, layer, value, result in results:
+        speed = result['images'] / result['seconds']
+        rows.append(
+            dict(setting=name, cluster_layer=layer, num_clusters=value,
+                 mIoU=_metric(result['metrics'], 'mIoU'),
+                 mAcc=_metric(result['metrics'], 'mAcc'),
+                 aAcc=_metric(result['metrics'], 'aAcc'),
+                 images=result['images'], images_per_second=speed,
+                 speedup=speed / base_speed))
+    os.makedirs(out_dir, exist_ok=True)
+    with open(osp.join(out_dir, 'sweep.csv'), 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    plot_sweep(rows, osp.join(out_dir, 'sweep.png'))
+    return rows
+
+
+def plot_sweep(rows: List[Dict], path: str) -> None:
+    """mIoU vs images/s, one point per setting, vanilla marked."""
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
+    vanilla, settings = rows[0], rows[1:]
+    for layer in sorted({r['cluster_layer'] for r in settings}):
+        points = [r for r in settings if r['cluster_layer'] == layer]
+        ax.plot([p['images_per_second'] for p in points],
+                [p['mIoU'] for p in points], 'o-',
+                label=f'AiluRus, cluster_layer={layer}')
+        for p in points:
+            ax.annotate(f"{p['num_clusters']}",
+                        (p['images_per_second'], p['mIoU']),
+                        textcoords='offset points', xytext=(4, 4),
+                        fontsize=8)
+    ax.plot([vanilla['images_per_second']], [vanilla['mIoU']], 'k*',
+            markersize=12, label='vanilla')
+    ax.set_xlabel('images / s (model time)')
+    ax.set_ylabel('mIoU')
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,136 @@
+"""tools/benchmark.py, tools/visualize.py and tools/sweep.py on a tiny model
+and a generated ADE20K-layout dataset: they run, write their files, and the
+numbers in them are consistent."""
+import csv
+import json
+import os.path as osp
+
+import cv2
+import pytest
+import torch
+
+from conftest import CONFIGS, run_tool, write_tiny_config
+
+AILURUS_B = osp.join(CONFIGS, 'segmenter',
+                     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
+
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory, ade20k_root):
+    """A tiny AiluRus config (64x64 crops: 16 patch tokens, 3 layers,
+    clustering after layer 0 to 8 tokens) and a checkpoint of its model."""
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis import build_variants
+
+    tmp = tmp_path_factory.mktemp('analysis')
+    config = write_tiny_config(
+        str(tmp / 'tiny.py'), AILURUS_B, ade20k_root,
+        backbone=dict(cluster_layer=0, num_clusters=0.5))
+    model = build_variants(Config.fromfile(config), names=('vanilla', ))
+    checkpoint = str(tmp / 'tiny.pth')
+    torch.save({'meta': {}, 'state_dict': model['vanilla'].state_dict()},
+               checkpoint)
+    return config, checkpoint
+
+
+def test_benchmark_reports_all_variants(tiny, tmp_path):
+    config, checkpoint = tiny
+    report_path = str(tmp_path / 'report.json')
+    out = run_tool('benchmark', [
+        config, '--checkpoint', checkpoint, '--warmup', '0', '--runs', '1',
+        '--threads', '1', '--out', report_path
+    ], cwd=str(tmp_path))
+    with open(report_path) as f:
+        report = json.load(f)
+    results = report['results']
+    assert list(results) == ['vanilla', 'nothing_merged', 'ideal', 'ailurus']
+    # 64x64 input, patch 16: 16 patch tokens + cls; 8 kept after layer 0
+    assert results['vanilla']['tokens_per_layer'] == [17, 17, 17]
+    assert results['nothing_merged']['tokens_per_layer'] == [17, 17, 17]
+    assert results['ideal']['tokens_per_layer'] == [17, 9, 9]
+    assert results['ailurus']['tokens_per_layer'] == [17, 9, 9]
+    assert report['settings']['threads'] == 1
+    assert report['settings']['shape'] == [64, 64]
+    assert (report['settings']['patch_tokens'],
+            report['settings']['kept_tokens']) == (16, 8)
+    flops = {name: entry['flops'] for name, entry in results.items()}
+    assert flops['nothing_merged'] == flops['vanilla']
+    assert flops['ideal'] < flops['vanilla']
+    # AiluRus does what the ideal reducer does, plus the clustering
+    assert flops['ideal'] < flops['ailurus']
+    assert results['vanilla']['speedup'] == 1.0
+    assert len({e['parameters'] for e in results.values()}) == 1
+    assert all(e['peak_memory_bytes'] > 0 for e in results.values())
+    summary = report['summary']
+    assert 0 < summary['cluster_recover_share'] < 1
+    assert summary['ailurus_over_ideal_time'] == pytest.approx(
+        results['ailurus']['seconds']['min'] /
+        results['ideal']['seconds']['min'])
+    assert 'AiluRus time / ideal reducer time' in out
+    assert '16 -> 8 patch tokens' in out
+
+
+def test_benchmark_train_mode(tiny, tmp_path):
+    config, _ = tiny
+    report_path = str(tmp_path / 'train.json')
+    run_tool('benchmark', [
+        config, '--mode', 'train', '--warmup', '0', '--runs', '1',
+        '--no-flops', '--no-memory', '--out', report_path
+    ], cwd=str(tmp_path))
+    with open(report_path) as f:
+        report = json.load(f)
+    assert report['settings']['mode'] == 'train'
+    assert report['results']['ailurus']['tokens_per_layer'] == [17, 9, 9]
+    assert 'flops' not in report['results']['vanilla']
+
+
+def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root):
+    config, checkpoint = tiny
+    images = [
+        osp.join(ade20k_root, 'images', 'validation',
+                 f'ADE_val_{i:08d}.jpg') for i in (1, 2)
+    ]
+    out = run_tool('visualize', [config, checkpoint, *images, '--out-dir',
+                                 str(tmp_path / 'vis')], cwd=str(tmp_path))
+    for i in (1, 2):
+        png = cv2.imread(str(tmp_path / 'vis' / f'ADE_val_{i:08d}.png'))
+        assert png is not None
+        # 2 x 2 panels of the 64x64 crop, each under a 28-pixel caption
+        assert png.shape == (2 * (64 + 28), 2 * 64, 3)
+    assert out.count('16 -> 8 tokens') == 2
+
+
+def test_visualize_missing_image(tiny, tmp_path):
+    from ailurus_mm.analysis.cli import visualize_main
+
+    config, checkpoint = tiny
+    with pytest.raises(FileNotFoundError, match='cannot read image'):
+        visualize_main([config, checkpoint, str(tmp_path / 'nope.jpg'),
+                        '--out-dir', str(tmp_path)])
+
+
+def test_sweep_csv_and_plot(tiny, tmp_path):
+    config, checkpoint = tiny
+    out_dir = tmp_path / 'sweep'
+    run_tool('sweep', [
+        config, checkpoint, '--num-clusters', '0.25', '0.5', '1.0',
+        '--cluster-layer', '0', '1', '--out-dir', str(out_dir)
+    ], cwd=str(tmp_path))
+    with open(out_dir / 'sweep.csv') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 1 + 2 * 3
+    assert rows[0]['setting'] == 'vanilla'
+    assert float(rows[0]['speedup']) == 1.0
+    assert [(r['cluster_layer'], r['num_clusters']) for r in rows[1:]] == [
+        ('0', '0.25'), ('0', '0.5'), ('0', '1.0'), ('1', '0.25'),
+        ('1', '0.5'), ('1', '1.0')
+    ]
+    assert all(int(r['images']) == 2 for r in rows)  # the validation split
+    assert all(0.0 <= float(r['mIoU']) <= 100.0 for r in rows)
+    # nothing merged: exactly the vanilla model, so exactly its mIoU
+    for row in rows[1:]:
+        if row['num_clusters'] == '1.0':
+            assert row['mIoU'] == rows[0]['mIoU']
+    png = cv2.imread(str(out_dir / 'sweep.png'))
+    assert png is not None and png.shape == (480, 640, 3)
