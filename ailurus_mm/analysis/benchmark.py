@@ -139,7 +139,10 @@ def run_benchmark(cfg: Config,
             ``'ailurus'`` at least).
         flops: Count FLOPs (costs one traced forward per variant).
         memory: Measure peak memory (one profiled run per variant).
-        backbone_times: Also time the backbone (+ neck) alone (inference).
+        backbone_times: Also time parts of the model (inference):
+            segmentation, the backbone with the neck (``extract_feat``);
+            detection, the backbone alone and the neck plus heads (for
+            AiluRus, TokenRecover belongs to the neck).
         models: Variants already built by
             :func:`~ailurus_mm.analysis.variants.build_variants` (then
             ``checkpoint`` and ``variants`` are taken from them).
@@ -166,6 +169,8 @@ def run_benchmark(cfg: Config,
         models = build_variants(cfg, checkpoint, names=variants,
                                 device=device)
     inputs, samples = make_batch(cfg, models['vanilla'], shape, 1, device)
+    is_det = cfg.get('default_scope') == 'mmdet'
+    neck_heads_fns = {}
 
     if mode == 'infer':
         def forward_fn(model):
@@ -178,6 +183,14 @@ def run_benchmark(cfg: Config,
             name: (lambda m=model: torch.no_grad()(m.extract_feat)(inputs))
             for name, model in models.items()
         } if backbone_times else {}
+        if backbone_times and is_det:
+            from .det_batch import backbone_fn, neck_and_heads_fn
+            backbone_fns = {name: backbone_fn(model, inputs)
+                            for name, model in models.items()}
+            neck_heads_fns = {
+                name: neck_and_heads_fn(model, inputs, samples)
+                for name, model in models.items()
+            }
     else:
         fns = {
             name: _train_step_fn(model, cfg, inputs, samples)
@@ -188,6 +201,8 @@ def run_benchmark(cfg: Config,
     times = interleaved_times(fns, warmup, runs, device)
     backbone_seconds = interleaved_times(backbone_fns, warmup, runs,
                                          device) if backbone_fns else {}
+    neck_heads_seconds = interleaved_times(
+        neck_heads_fns, warmup, runs, device) if neck_heads_fns else {}
 
     results = {}
     for name, model in models.items():
@@ -200,8 +215,15 @@ def run_benchmark(cfg: Config,
             tokens_per_layer=tokens_per_layer(model.backbone, inputs))
         if name in backbone_seconds:
             entry['backbone_seconds'] = summarize(backbone_seconds[name])
+        if name in neck_heads_seconds:
+            entry['neck_heads_seconds'] = summarize(neck_heads_seconds[name])
         if flops:
-            entry['flops'] = count_flops(model, inputs)
+            if is_det:  # mmdet's tensor mode needs the image metainfo
+                from .det_batch import WithDataSamples
+                entry['flops'] = count_flops(
+                    WithDataSamples(model, samples), inputs)
+            else:
+                entry['flops'] = count_flops(model, inputs)
         if memory:
             fn = fns[name]
             if mode == 'train':
@@ -226,8 +248,15 @@ def run_benchmark(cfg: Config,
     if 'nothing_merged' in results:
         summary['nothing_merged_speedup'] = results['nothing_merged'][
             'speedup']
+    if neck_heads_seconds:
+        for part in ('backbone', 'neck_heads'):
+            summary[f'{part}_speedup'] = (
+                results['vanilla'][f'{part}_seconds']['min'] /
+                results['ailurus'][f'{part}_seconds']['min'])
     if mode == 'infer':
-        cluster_s, recover_s = stage_times(ailurus.backbone, ailurus.neck,
+        # Recovery alone: TokenRecover may wrap a neck (detection).
+        recover = getattr(ailurus.neck, 'recover', ailurus.neck)
+        cluster_s, recover_s = stage_times(ailurus.backbone, recover,
                                            inputs, warmup, runs)
         total = results['ailurus']['seconds']['min']
         summary.update(
@@ -262,6 +291,10 @@ def run_benchmark(cfg: Config,
     return dict(settings=settings, results=results, summary=summary)
 
 
+def _neck_heads_share(entry: Dict) -> float:
+    return entry['neck_heads_seconds']['min'] / entry['seconds']['min']
+
+
 def _patch_tokens(counts: List[int], with_cls_token: bool) -> int:
     return counts[-1] - (1 if with_cls_token else 0)
 
@@ -285,9 +318,14 @@ def format_table(report: Dict) -> str:
     has_flops = 'flops' in results['vanilla']
     has_memory = 'peak_memory_bytes' in results['vanilla']
     has_backbone = 'backbone_seconds' in results['vanilla']
+    has_neck_heads = 'neck_heads_seconds' in results['vanilla']
     header = f"{'variant':<16}{'img/s':>9}{'speed-up':>10}"
+    if has_neck_heads:
+        header += f"{'whole ms':>10}"
     if has_backbone:
         header += f"{'backbone ms':>13}"
+    if has_neck_heads:
+        header += f"{'neck+heads ms':>15}"
     if has_flops:
         header += f"{'GFLOPs':>10}{'FLOP ratio':>12}"
     header += f"{'params M':>10}"
@@ -298,8 +336,12 @@ def format_table(report: Dict) -> str:
     for name, entry in results.items():
         row = (f"{name:<16}{entry['images_per_second']:>9.3f}"
                f"{entry['speedup']:>9.2f}x")
+        if has_neck_heads:
+            row += f"{1000 * entry['seconds']['min']:>10.1f}"
         if has_backbone:
             row += f"{1000 * entry['backbone_seconds']['min']:>13.1f}"
+        if has_neck_heads:
+            row += f"{1000 * entry['neck_heads_seconds']['min']:>15.1f}"
         if has_flops:
             row += (f"{entry['flops'] / 1e9:>10.1f}"
                     f"{entry['flop_ratio']:>11.2f}x")
@@ -310,6 +352,17 @@ def format_table(report: Dict) -> str:
         lines.append(row)
     summary = report['summary']
     lines.append('')
+    if has_neck_heads:
+        vanilla, ailurus = results['vanilla'], results['ailurus']
+        lines.append(
+            'where the time goes (neck+heads run on the backbone output, '
+            'TokenRecover counts as neck): backbone '
+            f"{summary['backbone_speedup']:.2f}x, neck+heads "
+            f"{summary['neck_heads_speedup']:.2f}x, whole detector "
+            f"{ailurus['speedup']:.2f}x; neck+heads take "
+            f"{100 * _neck_heads_share(vanilla):.0f}% of the vanilla and "
+            f"{100 * _neck_heads_share(ailurus):.0f}% of the AiluRus "
+            'detector')
     if 'ailurus_over_ideal_time' in summary:
         lines.append('AiluRus time / ideal reducer time: '
                      f"{summary['ailurus_over_ideal_time']:.3f}")

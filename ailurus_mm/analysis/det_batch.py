@@ -1,0 +1,131 @@
+"""Detection inputs and stage timings for the benchmark.
+
+:func:`make_det_batch` gives a batch an mmdet detector accepts in every mode
+(``'loss'``, ``'predict'``, ``'tensor'``); :func:`backbone_fn` and
+:func:`neck_and_heads_fn` split a ``predict`` forward into the backbone and
+everything after it, so a report shows where a detector's time goes.
+"""
+from typing import Callable, List, Tuple
+
+import numpy as np
+import torch
+from mmengine.config import Config
+from torch import nn
+
+from ailurus_mm.testing import synthetic_instances
+
+
+def num_det_classes(model_cfg) -> int:
+    """Classes of the detector's box head (two-stage or single-stage)."""
+    head = model_cfg.get('roi_head', {}).get('bbox_head') or \
+        model_cfg.get('bbox_head') or {}
+    if isinstance(head, (list, tuple)):  # cascade heads
+        head = head[-1]
+    if 'num_classes' not in head:
+        raise ValueError('cannot find num_classes in model.roi_head.bbox_head '
+                         'or model.bbox_head')
+    return int(head['num_classes'])
+
+
+def make_det_batch(cfg: Config,
+                   model: nn.Module,
+                   shape: Tuple[int, int],
+                   batch_size: int,
+                   device: torch.device):
+    """A batch of synthetic images with ground-truth boxes, labels and masks,
+    passed through the detector's own data preprocessor.
+
+    The images are exactly ``shape`` (padded only to the preprocessor's
+    ``pad_size_divisor``; fixed-size batch augments are skipped), and the
+    samples carry the metainfo mmdet's pipelines would set, so both
+    ``mode='loss'`` and ``mode='predict'`` work.
+
+    Returns:
+        ``(inputs, data_samples)``: ``[B, 3, H', W']`` float inputs and a
+        list of ``DetDataSample``, on ``device``.
+    """
+    from mmdet.structures import DetDataSample
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.structures import InstanceData
+
+    height, width = shape
+    num_classes = min(num_det_classes(cfg.model), 8)
+    inputs, samples = [], []
+    for i in range(batch_size):
+        image, instances = synthetic_instances(height, width, num_classes,
+                                               seed=i)
+        inputs.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
+        sample = DetDataSample(metainfo=dict(
+            img_id=i, ori_shape=(height, width), img_shape=(height, width),
+            scale_factor=(1.0, 1.0), flip=False, flip_direction=None))
+        gt = InstanceData()
+        gt.bboxes = torch.tensor([inst['bbox'] for inst in instances],
+                                 dtype=torch.float32).reshape(-1, 4)
+        gt.labels = torch.tensor([inst['label'] for inst in instances],
+                                 dtype=torch.long)
+        masks = np.stack([inst['mask'] for inst in instances]).astype(
+            np.uint8) if instances else np.zeros((0, height, width), np.uint8)
+        gt.masks = BitmapMasks(masks, height, width)
+        sample.gt_instances = gt
+        samples.append(sample)
+    preprocessor = model.data_preprocessor
+    batch_augments = preprocessor.batch_augments
+    preprocessor.batch_augments = None  # e.g. BatchFixedSizePad to 1024
+    try:
+        data = preprocessor(dict(inputs=inputs, data_samples=samples),
+                            training=True)
+    finally:
+        preprocessor.batch_augments = batch_augments
+    return data['inputs'].to(device), [s.to(device) for s in
+                                        data['data_samples']]
+
+
+def backbone_fn(model: nn.Module,
+                inputs: torch.Tensor) -> Callable[[], object]:
+    """The backbone alone (for AiluRus: up to merged tokens, no recovery)."""
+
+    def fn():
+        with torch.no_grad():
+            return model.backbone(inputs)
+
+    return fn
+
+
+def neck_and_heads_fn(model: nn.Module, inputs: torch.Tensor,
+                      samples: List) -> Callable[[], object]:
+    """Everything of a ``predict`` forward after the backbone: the neck (for
+    AiluRus: TokenRecover and the pyramid) and the heads, down to the final
+    detections, on backbone outputs computed once in advance.
+
+    mmdet detectors call ``self.extract_feat`` in ``predict``; an instance
+    attribute stands in for it while ``fn`` runs.
+    """
+    with torch.no_grad():
+        features = model.backbone(inputs)
+
+    def cached_extract_feat(batch_inputs):
+        return model.neck(features) if model.with_neck else features
+
+    def fn():
+        model.extract_feat = cached_extract_feat
+        try:
+            with torch.no_grad():
+                return model(inputs, samples, mode='predict')
+        finally:
+            del model.extract_feat
+
+    return fn
+
+
+class WithDataSamples(nn.Module):
+    """``model`` with fixed data samples: mmdet's ``mode='tensor'`` needs
+    them (the RPN's proposals read the image shapes), and the FLOP counter
+    passes ``None``."""
+
+    def __init__(self, model: nn.Module, samples: List) -> None:
+        super().__init__()
+        self.model = model
+        self.samples = samples
+
+    def forward(self, inputs, data_samples=None, mode: str = 'tensor'):
+        return self.model(inputs, self.samples, mode=mode)
