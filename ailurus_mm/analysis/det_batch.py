@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from ailurus_mm.testing import synthetic_instances
+from ailurus_mm.testing.coco import synthetic_instances
 
 
 def num_det_classes(model_cfg) -> int:
