@@ -2,6 +2,7 @@
 and a generated ADE20K-layout dataset: they run, write their files, and the
 numbers in them are consistent."""
 import csv
+import re
 import json
 import os.path as osp
 
@@ -134,3 +135,31 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
             assert row['mIoU'] == rows[0]['mIoU']
     png = cv2.imread(str(out_dir / 'sweep.png'))
     assert png is not None and png.shape == (480, 640, 3)
+
+
+def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
+    config, checkpoint = tiny
+    out = run_tool('demo', [
+        '--config', config, '--checkpoint', checkpoint, '--warmup', '0',
+        '--runs', '1', '--threads', '1'
+    ], cwd=str(tmp_path))
+    assert 'tokens: 16 patch tokens -> 8 after layer 0' in out
+    assert 'vanilla 3x17, AiluRus 1x17 + 2x9' in out
+    assert 'timing both models in this process' in out and '1 threads' in out
+    assert len(re.findall(r'vanilla: [0-9.]+ img/s, AiluRus: [0-9.]+ img/s, '
+                          r'speed-up [0-9.]+x', out)) == 1
+    agreement = float(re.search(r'agreement of the two predictions: '
+                                r'([0-9.]+)%', out).group(1))
+    assert 0.0 <= agreement <= 100.0
+
+
+def test_demo_nothing_merged_agrees_everywhere(tiny, tmp_path):
+    from ailurus_mm.analysis.demo import demo_main
+
+    config, checkpoint = tiny
+    report = demo_main([
+        '--config', config, '--checkpoint', checkpoint, '--warmup', '0',
+        '--runs', '1', '--cfg-options', 'model.backbone.num_clusters=1.0'
+    ])
+    assert report['pixel_agreement'] == 1.0
+    assert report['kept_tokens'] == report['patch_tokens'] == 16

@@ -28,70 +28,96 @@ def demo_parser() -> argparse.ArgumentParser:
                         'scene at the crop size)')
     parser.add_argument('--threads', type=int, default=None)
     parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--runs', type=int, default=3)
+    parser.add_argument('--runs', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser
 
 
-def prediction_agreement(models: dict, inputs, samples) -> float:
-    """Share of pixels where vanilla and AiluRus predict the same class."""
-    with torch.no_grad():
-        preds = {
-            name: model(inputs, samples, mode='predict')[0].pred_sem_seg.data
-            for name, model in models.items()
-        }
-    return (preds['vanilla'] == preds['ailurus']).float().mean().item()
-
-
 def demo_main(argv: Optional[List[str]] = None) -> dict:
     from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
-    from .benchmark import default_shape, make_batch, run_benchmark
+    from ailurus_mm.ops import resolve_num_clusters
+    from .benchmark import default_shape, make_batch
     from .cli import quiet_mmengine
+    from .measure import interleaved_times
     from .variants import build_variants
 
     args = demo_parser().parse_args(argv)
     quiet_mmengine()
     allow_mmengine_checkpoints()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
     shape = default_shape(cfg)
+    device = torch.device(args.device)
     weights = args.checkpoint or 'random weights (no checkpoint given)'
     print(f'AiluRus demo: {osp.basename(args.config)} at {shape[0]}x'
           f'{shape[1]}, {weights}')
-    print('timing vanilla and AiluRus in this process (batch 1, '
-          f'{args.warmup} warm-up + {args.runs} interleaved runs each) ...',
-          flush=True)
-    models = build_variants(cfg, args.checkpoint, names=('vanilla',
-                                                         'ailurus'),
-                            device=args.device)
-    report = run_benchmark(
-        cfg, checkpoint=args.checkpoint, shape=shape, mode='infer',
-        warmup=args.warmup, runs=args.runs, threads=args.threads,
-        device=args.device, flops=False, memory=False,
-        backbone_times=False, models=models)
-
+    models = build_variants(cfg, args.checkpoint,
+                            names=('vanilla', 'ailurus'), device=device)
     image = None
     if args.image:
         import mmcv
         image = mmcv.imread(args.image)
-    inputs, samples = make_batch(cfg, models['vanilla'], shape, 1,
-                                 torch.device(args.device), image=image)
-    agreement = prediction_agreement(models, inputs, samples)
+    inputs, samples = make_batch(cfg, models['vanilla'], shape, 1, device,
+                                 image=image)
 
-    settings, results = report['settings'], report['results']
-    vanilla, ailurus = results['vanilla'], results['ailurus']
-    print(f"threads: {settings['threads']}, device: {settings['device']}")
-    print(f"tokens: {settings['patch_tokens']} patch tokens -> "
-          f"{settings['kept_tokens']} after layer "
-          f"{settings['cluster_layer']} (num_clusters="
-          f"{settings['num_clusters']}); tokens per layer: "
-          f"vanilla {vanilla['tokens_per_layer']}, AiluRus "
-          f"{ailurus['tokens_per_layer']}")
-    print(f"vanilla: {vanilla['images_per_second']:.3f} img/s, AiluRus: "
-          f"{ailurus['images_per_second']:.3f} img/s, speed-up "
-          f"{ailurus['speedup']:.2f}x")
+    # Each timed run predicts the image; its last prediction and the token
+    # count every layer received are kept.
+    preds, tokens = {}, {name: [] for name in models}
+    hooks = [
+        layer.register_forward_hook(
+            lambda module, args_, out, name=name: tokens[name].append(
+                int(args_[0].shape[1])))
+        for name, model in models.items() for layer in model.backbone.layers
+    ]
+
+    def predict(name):
+        def fn():
+            tokens[name].clear()
+            with torch.no_grad():
+                preds[name] = models[name](
+                    inputs, samples, mode='predict')[0].pred_sem_seg.data
+        return fn
+
+    print(f'timing both models in this process: batch 1, {args.warmup} '
+          f'warm-up + {args.runs} interleaved runs each, '
+          f'{torch.get_num_threads()} threads on {device} ...', flush=True)
+    try:
+        times = interleaved_times({name: predict(name) for name in models},
+                                  args.warmup, args.runs, device)
+    finally:
+        for hook in hooks:
+            hook.remove()
+
+    backbone = models['ailurus'].backbone
+    extra = 1 if backbone.with_cls_token else 0
+    patch_tokens = tokens['vanilla'][0] - extra
+    kept = resolve_num_clusters(backbone.num_clusters, patch_tokens)
+    speed = {name: 1.0 / min(values) for name, values in times.items()}
+    agreement = (preds['vanilla'] == preds['ailurus']).float().mean().item()
+    print(f'tokens: {patch_tokens} patch tokens -> {kept} after layer '
+          f'{backbone.cluster_layer} (num_clusters={backbone.num_clusters});'
+          f' per layer: vanilla {_runs(tokens["vanilla"])}, AiluRus '
+          f'{_runs(tokens["ailurus"])} (+{extra} cls)')
+    print(f"vanilla: {speed['vanilla']:.4f} img/s, AiluRus: "
+          f"{speed['ailurus']:.4f} img/s, speed-up "
+          f"{speed['ailurus'] / speed['vanilla']:.2f}x (min of "
+          f'{args.runs} runs)')
     print(f'pixel agreement of the two predictions: {100 * agreement:.2f}%')
-    report['summary']['pixel_agreement'] = agreement
-    return report
+    return dict(
+        images_per_second=speed,
+        speedup=speed['ailurus'] / speed['vanilla'],
+        patch_tokens=patch_tokens,
+        kept_tokens=kept,
+        tokens_per_layer={name: list(t) for name, t in tokens.items()},
+        pixel_agreement=agreement,
+        threads=torch.get_num_threads())
+
+
+def _runs(counts: List[int]) -> str:
+    """``[1601, 1601, 1041, 1041]`` -> ``'2x1601 + 2x1041'``."""
+    from .benchmark import _describe_tokens
+    return _describe_tokens(counts)
