@@ -1,4 +1,9 @@
 """Synthetic data for tests, the demo and examples (no downloads needed)."""
-from .synthetic import make_ade20k, synthetic_scene
+from .coco import make_coco, synthetic_instances
+from .synthetic import (make_ade20k, make_cityscapes, make_pascal_context,
+                        synthetic_scene)
 
-__all__ = ['synthetic_scene', 'make_ade20k']
+__all__ = [
+    'synthetic_scene', 'make_ade20k', 'make_cityscapes', 'make_pascal_context'
+]
+__all__ += ['synthetic_instances', 'make_coco']

@@ -85,3 +85,78 @@ def make_ade20k(root: str,
                 osp.join(root, 'annotations', split, name + '.png'), image,
                 label)
     return root
+
+
+def make_cityscapes(root: str,
+                    num_train: int = 4,
+                    num_val: int = 2,
+                    size: Tuple[int, int] = (64, 128),
+                    num_classes: int = 19) -> str:
+    """Cityscapes layout as mmseg reads it after its
+    ``tools/dataset_converters/cityscapes.py``:
+    ``leftImg8bit/{train,val}/<city>/<name>_leftImg8bit.png`` and
+    ``gtFine/{train,val}/<city>/<name>_gtFine_labelTrainIds.png``.
+
+    Labels are train ids in ``[0, num_classes)``; the bottom rows (the "ego
+    vehicle" of the real images) are 255, which mmseg ignores. There is no
+    ``reduce_zero_label``. Images alternate between two cities per split, as
+    the real data is spread over city folders.
+
+    Returns:
+        ``root``.
+    """
+    cities = {'train': ('aachen', 'bochum'), 'val': ('frankfurt', 'lindau')}
+    for split, count, offset in (('train', num_train, 2000),
+                                 ('val', num_val, 3000)):
+        for i in range(count):
+            image, label = synthetic_scene(*size, num_classes, seed=offset + i)
+            label[-max(1, size[0] // 8):] = 255
+            city = cities[split][i % 2]
+            name = f'{city}_{i:06d}_000019'
+            _write_pair(
+                osp.join(root, 'leftImg8bit', split, city,
+                         name + '_leftImg8bit.png'),
+                osp.join(root, 'gtFine', split, city,
+                         name + '_gtFine_labelTrainIds.png'), image, label)
+    return root
+
+
+def make_pascal_context(root: str,
+                        num_train: int = 4,
+                        num_val: int = 2,
+                        num_unlisted: int = 1,
+                        size: Tuple[int, int] = (96, 128),
+                        num_classes: int = 8) -> str:
+    """Pascal Context layout (``VOCdevkit/VOC2010`` as mmseg's converter
+    leaves it): ``JPEGImages/<name>.jpg``, ``SegmentationClassContext/
+    <name>.png`` and the split files ``ImageSets/SegmentationContext/
+    {train,val}.txt`` (one name per line, no suffix).
+
+    Labels are in ``[0, num_classes)`` with 0 = background: the 60-class
+    setting (``PascalContextDataset``) keeps it as a class, the 59-class one
+    (``PascalContextDataset59``, ``reduce_zero_label=True``) ignores it.
+    ``num_unlisted`` more images (with labels) are in ``JPEGImages`` but in
+    no split, as VOC2010 holds more images than Pascal Context annotates:
+    only the split files decide what is loaded.
+
+    Returns:
+        ``root``.
+    """
+    splits = {'train': [], 'val': [], None: []}
+    for split, count, offset in (('train', num_train, 4000),
+                                 ('val', num_val, 5000),
+                                 (None, num_unlisted, 6000)):
+        for i in range(count):
+            image, label = synthetic_scene(*size, num_classes, seed=offset + i)
+            name = f'{2008 + offset // 1000 - 4}_{i:06d}'
+            _write_pair(
+                osp.join(root, 'JPEGImages', name + '.jpg'),
+                osp.join(root, 'SegmentationClassContext', name + '.png'),
+                image, label)
+            splits[split].append(name)
+    split_dir = osp.join(root, 'ImageSets', 'SegmentationContext')
+    os.makedirs(split_dir, exist_ok=True)
+    for split in ('train', 'val'):
+        with open(osp.join(split_dir, split + '.txt'), 'w') as f:
+            f.write(''.join(name + '\n' for name in splits[split]))
+    return root
