@@ -4,6 +4,6 @@ from .synthetic import (make_ade20k, make_cityscapes, make_pascal_context,
                         synthetic_scene)
 
 __all__ = [
-    'synthetic_scene', 'make_ade20k', 'make_cityscapes', 'make_pascal_context'
+    'synthetic_scene', 'make_ade20k', 'make_cityscapes', 'make_pascal_context',
+    'synthetic_instances', 'make_coco'
 ]
-__all__ += ['synthetic_instances', 'make_coco']
