@@ -135,8 +135,8 @@ def run_benchmark(cfg: Config,
         runs: Timed rounds; each variant's minimum is reported.
         threads: ``torch.set_num_threads`` (default: leave as is).
         device: ``'cpu'`` or ``'cuda'``...
-        variants: Which variants to measure (``'vanilla'`` and
-            ``'ailurus'`` at least).
+        variants: Which variants to measure (``'ailurus'`` at least;
+            speed-ups need ``'vanilla'``).
         flops: Count FLOPs (costs one traced forward per variant).
         memory: Measure peak memory (one profiled run per variant).
         backbone_times: Also time parts of the model (inference):
@@ -155,9 +155,10 @@ def run_benchmark(cfg: Config,
     if models is not None:
         variants = tuple(models)
     unknown = set(variants) - set(VARIANTS)
-    if unknown or not {'vanilla', 'ailurus'} <= set(variants):
-        raise ValueError(f'variants must include vanilla and ailurus, from '
-                         f'{VARIANTS}; got {list(variants)}')
+    if unknown or 'ailurus' not in variants:
+        raise ValueError(f'variants must include ailurus, from {VARIANTS}; '
+                         f'got {list(variants)}')
+    variants = tuple(v for v in VARIANTS if v in variants)  # table order
     if warmup < 0 or runs < 1:
         raise ValueError(f'need warmup >= 0 and runs >= 1, got {warmup}, '
                          f'{runs}')
@@ -168,7 +169,7 @@ def run_benchmark(cfg: Config,
     if models is None:
         models = build_variants(cfg, checkpoint, names=variants,
                                 device=device)
-    inputs, samples = make_batch(cfg, models['vanilla'], shape, 1, device)
+    inputs, samples = make_batch(cfg, models['ailurus'], shape, 1, device)
     is_det = cfg.get('default_scope') == 'mmdet'
     neck_heads_fns = {}
 
@@ -232,8 +233,10 @@ def run_benchmark(cfg: Config,
             model.eval()
         results[name] = entry
 
-    base = results['vanilla']
+    base = results.get('vanilla')
     for entry in results.values():
+        if base is None:
+            break
         entry['speedup'] = entry['images_per_second'] / base[
             'images_per_second']
         if flops:
@@ -245,10 +248,10 @@ def run_benchmark(cfg: Config,
         summary['ailurus_over_ideal_time'] = (
             results['ailurus']['seconds']['min'] /
             results['ideal']['seconds']['min'])
-    if 'nothing_merged' in results:
+    if 'nothing_merged' in results and base is not None:
         summary['nothing_merged_speedup'] = results['nothing_merged'][
             'speedup']
-    if neck_heads_seconds:
+    if neck_heads_seconds and base is not None:
         for part in ('backbone', 'neck_heads'):
             summary[f'{part}_speedup'] = (
                 results['vanilla'][f'{part}_seconds']['min'] /
@@ -283,8 +286,9 @@ def run_benchmark(cfg: Config,
         spatial_weight=backbone.spatial_weight,
         window=backbone.window,
         prop_attn=backbone.prop_attn,
-        patch_tokens=_patch_tokens(results['vanilla']['tokens_per_layer'],
-                                   backbone.with_cls_token),
+        patch_tokens=_patch_tokens(
+            results['ailurus']['tokens_per_layer'][:1],
+            backbone.with_cls_token),
         kept_tokens=_patch_tokens(
             results['ailurus']['tokens_per_layer'][-1:],
             backbone.with_cls_token))
@@ -315,10 +319,13 @@ def format_table(report: Dict) -> str:
         f"{settings['spatial_weight']}, window={settings['window']}",
         '',
     ]
-    has_flops = 'flops' in results['vanilla']
-    has_memory = 'peak_memory_bytes' in results['vanilla']
-    has_backbone = 'backbone_seconds' in results['vanilla']
-    has_neck_heads = 'neck_heads_seconds' in results['vanilla']
+    first = results['ailurus']
+    has_flops = 'flops' in first
+    has_memory = 'peak_memory_bytes' in first
+    has_backbone = 'backbone_seconds' in first
+    has_neck_heads = 'neck_heads_seconds' in first and \
+        'backbone_speedup' in report['summary']
+    has_ratio = 'speedup' in first
     header = f"{'variant':<16}{'img/s':>9}{'speed-up':>10}"
     if has_neck_heads:
         header += f"{'whole ms':>10}"
@@ -334,8 +341,8 @@ def format_table(report: Dict) -> str:
     header += '  tokens per layer'
     lines.append(header)
     for name, entry in results.items():
-        row = (f"{name:<16}{entry['images_per_second']:>9.3f}"
-               f"{entry['speedup']:>9.2f}x")
+        row = f"{name:<16}{entry['images_per_second']:>9.3f}"
+        row += f"{entry['speedup']:>9.2f}x" if has_ratio else f"{'-':>10}"
         if has_neck_heads:
             row += f"{1000 * entry['seconds']['min']:>10.1f}"
         if has_backbone:
@@ -343,8 +350,9 @@ def format_table(report: Dict) -> str:
         if has_neck_heads:
             row += f"{1000 * entry['neck_heads_seconds']['min']:>15.1f}"
         if has_flops:
-            row += (f"{entry['flops'] / 1e9:>10.1f}"
-                    f"{entry['flop_ratio']:>11.2f}x")
+            row += f"{entry['flops'] / 1e9:>10.1f}"
+            row += f"{entry['flop_ratio']:>11.2f}x" if has_ratio else \
+                f"{'-':>12}"
         row += f"{entry['parameters'] / 1e6:>10.1f}"
         if has_memory:
             row += f"{entry['peak_memory_bytes'] / 2**20:>9.0f}"

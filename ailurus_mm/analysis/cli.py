@@ -5,6 +5,8 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from .benchmark import VARIANTS
+
 
 def quiet_mmengine() -> None:
     """Keep mmengine's INFO logs (per-parameter init reports) off the
@@ -31,6 +33,12 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument('--threads', type=int,
                         help='torch threads (default: torch default)')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument(
+        '--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS,
+        help='which versions to time (ailurus at least; speed-ups need '
+        'vanilla)')
+    parser.add_argument('--no-backbone-times', action='store_true',
+                        help='skip timing the backbone (and neck) alone')
     parser.add_argument('--no-flops', action='store_true',
                         help='skip FLOP counting')
     parser.add_argument('--no-memory', action='store_true',
@@ -62,8 +70,10 @@ def benchmark_main(argv: Optional[List[str]] = None) -> dict:
         runs=args.runs,
         threads=args.threads,
         device=args.device,
+        variants=args.variants,
         flops=not args.no_flops,
-        memory=not args.no_memory)
+        memory=not args.no_memory,
+        backbone_times=not args.no_backbone_times)
     print(format_table(report))
     if args.out:
         with open(args.out, 'w') as f:
