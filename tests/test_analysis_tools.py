@@ -163,3 +163,33 @@ def test_demo_nothing_merged_agrees_everywhere(tiny, tmp_path):
     ])
     assert report['pixel_agreement'] == 1.0
     assert report['kept_tokens'] == report['patch_tokens'] == 16
+
+
+def test_benchmark_ailurus_alone(tiny):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis import format_table, run_benchmark
+
+    config, checkpoint = tiny
+    report = run_benchmark(
+        Config.fromfile(config), checkpoint, warmup=0, runs=1,
+        variants=('ailurus', ), flops=False, memory=False,
+        backbone_times=False)
+    assert list(report['results']) == ['ailurus']
+    assert 'speedup' not in report['results']['ailurus']
+    assert report['settings']['patch_tokens'] == 16
+    table = format_table(report)
+    assert 'ailurus' in table and 'vanilla' not in table.split('\n', 4)[-1]
+
+
+@pytest.mark.parametrize('variants,match', [
+    (('vanilla', ), 'variants must include ailurus'),
+    (('ailurus', 'fastest'), 'variants must include ailurus'),
+])
+def test_benchmark_rejects_variants(tiny, variants, match):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis import run_benchmark
+
+    with pytest.raises(ValueError, match=match):
+        run_benchmark(Config.fromfile(tiny[0]), variants=variants)
