@@ -16,8 +16,7 @@ from conftest import CONFIGS, run_tool
 MASK_RCNN = osp.join(CONFIGS, 'mask_rcnn')
 VANILLA_B = osp.join(MASK_RCNN,
                      'mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-1024x1024.py')
-AILURUS_B = osp.join(
-    MASK_RCNN, 'ailurus_mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-1024x1024.py')
+AILURUS_B = osp.join(MASK_RCNN, 'ailurus_' + osp.basename(VANILLA_B))
 
 # Shrinks a Mask R-CNN ViT config to a model that trains in seconds on a CPU
 # on 128x128 images (8x8 patches). Appended to a config that inherits the
