@@ -465,3 +465,18 @@ def test_benchmark_reports_backbone_neck_heads_and_whole(tmp_path,
     assert summary['backbone_speedup'] > 0
     assert summary['neck_heads_speedup'] > 0
     assert osp.isfile(tmp_path / 'report.json')
+
+
+def test_benchmark_of_ailurus_alone_still_splits_the_detector(tmp_path,
+                                                              coco_root):
+    from ailurus_mm.analysis import format_table, run_benchmark
+
+    cfg = load_tiny(tmp_path, AILURUS_B, coco_root, cluster_layer=0,
+                    num_clusters=0.5)
+    report = run_benchmark(cfg, warmup=0, runs=1, flops=False, memory=False,
+                           variants=('ailurus', ))
+    assert list(report['results']) == ['ailurus']
+    assert 'neck_heads_seconds' in report['results']['ailurus']
+    table = format_table(report)
+    assert 'neck+heads ms' in table
+    assert 'where the time goes' not in table  # needs the vanilla model

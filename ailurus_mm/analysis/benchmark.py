@@ -323,8 +323,7 @@ def format_table(report: Dict) -> str:
     has_flops = 'flops' in first
     has_memory = 'peak_memory_bytes' in first
     has_backbone = 'backbone_seconds' in first
-    has_neck_heads = 'neck_heads_seconds' in first and \
-        'backbone_speedup' in report['summary']
+    has_neck_heads = 'neck_heads_seconds' in first
     has_ratio = 'speedup' in first
     header = f"{'variant':<16}{'img/s':>9}{'speed-up':>10}"
     if has_neck_heads:
@@ -360,7 +359,7 @@ def format_table(report: Dict) -> str:
         lines.append(row)
     summary = report['summary']
     lines.append('')
-    if has_neck_heads:
+    if has_neck_heads and 'backbone_speedup' in summary:
         vanilla, ailurus = results['vanilla'], results['ailurus']
         lines.append(
             'where the time goes (neck+heads run on the backbone output, '
