@@ -186,3 +186,18 @@ def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
     found = re.findall(r'mIoU: ([0-9.]+)', out)
     assert found, out[-3000:]
     assert 0.0 <= float(found[-1]) <= 100.0
+
+
+def test_placeholder_load_from_is_explained(tmp_path, monkeypatch):
+    from ailurus_mm.apis.runner import build_train_runner, train_parser
+
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here
+    config = osp.join(SEGMENTER, DATASETS['cityscapes']['ft'])
+    args = train_parser().parse_args(
+        [config, '--work-dir', str(tmp_path / 'w')])
+    with pytest.raises(
+            FileNotFoundError,
+            match=r"load_from='checkpoints/segmenter_vit-b_mask_8xb1-80k_"
+            r"cityscapes-768x768\.pth' does not exist\. A fine-tuning config "
+            r'starts from a vanilla checkpoint of its _base_ config'):
+        build_train_runner(args)

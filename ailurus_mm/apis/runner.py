@@ -132,8 +132,17 @@ def build_train_runner(args: argparse.Namespace) -> Runner:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.resume = args.resume
-    runner = _build_runner(cfg)
     load_from = cfg.get('load_from')
+    if load_from and not args.resume and '://' not in load_from \
+            and not osp.isfile(load_from):
+        # Before building the model: the fine-tuning configs ship a
+        # placeholder path.
+        raise FileNotFoundError(
+            f'load_from={load_from!r} does not exist. A fine-tuning config '
+            'starts from a vanilla checkpoint of its _base_ config: put it '
+            'there or pass --cfg-options load_from=PATH (see '
+            'configs/README.md).')
+    runner = _build_runner(cfg)
     if load_from and not args.resume:
         # Fine-tuning starts from a checkpoint: every parameter must be in it
         # (mmengine's own load_from is non-strict and only logs mismatches).
