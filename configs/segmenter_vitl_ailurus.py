@@ -3,5 +3,6 @@
 # kept.
 #   python tools/train.py configs/segmenter_vitl_ailurus.py
 #   python tools/test.py configs/segmenter_vitl_ailurus.py CKPT --no-finetune
-# Every dataset/backbone/setting is in configs/segmenter/ (see its README).
+# Every dataset/backbone/setting is in configs/segmenter/ (see
+# configs/README.md).
 _base_ = ['./segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py']

@@ -5,7 +5,6 @@ import os.path as osp
 
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from conftest import CONFIGS, run_tool
