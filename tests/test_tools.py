@@ -39,12 +39,20 @@ def vanilla_checkpoint(tmp_path_factory, ade20k_root):
     return str(tmp / 'work' / 'iter_2.pth'), vanilla_metrics
 
 
-def test_train_then_test_ailurus(tmp_path, ade20k_root):
+@pytest.fixture(scope='module')
+def ailurus_trained(tmp_path_factory, ade20k_root):
+    """A tiny AiluRus Segmenter trained 2 iterations by tools/train.py."""
+    tmp = tmp_path_factory.mktemp('ailurus')
     cfg = write_tiny_config(
-        str(tmp_path / 'ailurus.py'), AILURUS_B, ade20k_root,
+        str(tmp / 'ailurus.py'), AILURUS_B, ade20k_root,
         backbone=dict(cluster_layer=0, num_clusters=0.5))
-    work = tmp_path / 'work'
-    run_tool('train', [cfg, '--work-dir', str(work)], cwd=str(tmp_path))
+    work = tmp / 'work'
+    run_tool('train', [cfg, '--work-dir', str(work)], cwd=str(tmp))
+    return cfg, work
+
+
+def test_train_then_test_ailurus(tmp_path, ailurus_trained):
+    cfg, work = ailurus_trained
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.is_file()
 
@@ -53,6 +61,22 @@ def test_train_then_test_ailurus(tmp_path, ade20k_root):
     assert 0.0 <= miou(out) <= 100.0
     assert 'Loaded checkpoint strictly' in out
     assert 'was not trained with AiluRusViT' not in out
+
+
+def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained):
+    """--resume loads the Runner's checkpoint (optimizer, schedulers, message
+    hub) under torch's weights_only loader and goes on from iteration 2."""
+    import shutil
+
+    cfg, work = ailurus_trained
+    resumed = tmp_path / 'work'
+    shutil.copytree(work, resumed)
+    out = run_tool('train', [
+        cfg, '--work-dir', str(resumed), '--resume', '--cfg-options',
+        'train_cfg.max_iters=3', 'param_scheduler.0.end=3'
+    ], cwd=str(tmp_path))
+    assert 'resumed epoch: 0, iter: 2' in out
+    assert (resumed / 'iter_3.pth').is_file()
 
 
 def test_no_finetune_evaluates_vanilla_checkpoint(tmp_path, ade20k_root,
