@@ -10,8 +10,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from mmengine.config import Config
 
-from .measure import (count_flops, count_parameters, interleaved_times,
-                      peak_memory, stage_times, summarize, tokens_per_layer)
+from .measure import (count_flops, count_parameters, describe_tokens,
+                      interleaved_times, peak_memory, recorded_tokens,
+                      stage_times, summarize)
 from .variants import build_variants
 
 VARIANTS = ('vanilla', 'nothing_merged', 'ideal', 'ailurus')
@@ -79,19 +80,8 @@ def make_batch(cfg: Config,
             dict(inputs=inputs, data_samples=samples), training=True)
     finally:
         preprocessor.size = crop_size
-    return data['inputs'].to(device), [s.to(device) for s in
-                                        data['data_samples']]
-
-
-def _describe_tokens(counts: List[int]) -> str:
-    """``[1601, 1601, 1041, ...]`` -> ``'2x1601 + 22x1041'``."""
-    groups: List[List[int]] = []
-    for count in counts:
-        if groups and groups[-1][1] == count:
-            groups[-1][0] += 1
-        else:
-            groups.append([1, count])
-    return ' + '.join(f'{n}x{c}' for n, c in groups)
+    samples = [sample.to(device) for sample in data['data_samples']]
+    return data['inputs'].to(device), samples
 
 
 def _train_step_fn(model, cfg: Config, inputs, samples):
@@ -199,7 +189,10 @@ def run_benchmark(cfg: Config,
         }
         backbone_fns = {}
 
-    times = interleaved_times(fns, warmup, runs, device)
+    # The token counts are those of the timed runs themselves.
+    with recorded_tokens({name: model.backbone
+                          for name, model in models.items()}) as tokens:
+        times = interleaved_times(fns, warmup, runs, device)
     backbone_seconds = interleaved_times(backbone_fns, warmup, runs,
                                          device) if backbone_fns else {}
     neck_heads_seconds = interleaved_times(
@@ -213,7 +206,7 @@ def run_benchmark(cfg: Config,
             seconds=summarize(times[name]),
             images_per_second=1.0 / min(times[name]),
             parameters=count_parameters(model),
-            tokens_per_layer=tokens_per_layer(model.backbone, inputs))
+            tokens_per_layer=tokens[name])
         if name in backbone_seconds:
             entry['backbone_seconds'] = summarize(backbone_seconds[name])
         if name in neck_heads_seconds:
@@ -355,7 +348,7 @@ def format_table(report: Dict) -> str:
         row += f"{entry['parameters'] / 1e6:>10.1f}"
         if has_memory:
             row += f"{entry['peak_memory_bytes'] / 2**20:>9.0f}"
-        row += '  ' + _describe_tokens(entry['tokens_per_layer'])
+        row += '  ' + describe_tokens(entry['tokens_per_layer'])
         lines.append(row)
     summary = report['summary']
     lines.append('')

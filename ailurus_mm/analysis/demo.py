@@ -39,7 +39,7 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     from ailurus_mm.ops import resolve_num_clusters
     from .benchmark import default_shape, make_batch
     from .cli import quiet_mmengine
-    from .measure import interleaved_times
+    from .measure import describe_tokens, interleaved_times, recorded_tokens
     from .variants import build_variants
 
     args = demo_parser().parse_args(argv)
@@ -66,17 +66,10 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
 
     # Each timed run predicts the image; its last prediction and the token
     # count every layer received are kept.
-    preds, tokens = {}, {name: [] for name in models}
-    hooks = [
-        layer.register_forward_hook(
-            lambda module, args_, out, name=name: tokens[name].append(
-                int(args_[0].shape[1])))
-        for name, model in models.items() for layer in model.backbone.layers
-    ]
+    preds = {}
 
     def predict(name):
         def fn():
-            tokens[name].clear()
             with torch.no_grad():
                 preds[name] = models[name](
                     inputs, samples, mode='predict')[0].pred_sem_seg.data
@@ -85,12 +78,10 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     print(f'timing both models in this process: batch 1, {args.warmup} '
           f'warm-up + {args.runs} interleaved runs each, '
           f'{torch.get_num_threads()} threads on {device} ...', flush=True)
-    try:
+    with recorded_tokens({name: model.backbone
+                          for name, model in models.items()}) as tokens:
         times = interleaved_times({name: predict(name) for name in models},
                                   args.warmup, args.runs, device)
-    finally:
-        for hook in hooks:
-            hook.remove()
 
     backbone = models['ailurus'].backbone
     extra = 1 if backbone.with_cls_token else 0
@@ -98,10 +89,11 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     kept = resolve_num_clusters(backbone.num_clusters, patch_tokens)
     speed = {name: 1.0 / min(values) for name, values in times.items()}
     agreement = (preds['vanilla'] == preds['ailurus']).float().mean().item()
+    per_layer = {name: describe_tokens(t) for name, t in tokens.items()}
     print(f'tokens: {patch_tokens} patch tokens -> {kept} after layer '
           f'{backbone.cluster_layer} (num_clusters={backbone.num_clusters});'
-          f' per layer: vanilla {_runs(tokens["vanilla"])}, AiluRus '
-          f'{_runs(tokens["ailurus"])} (+{extra} cls)')
+          f" per layer: vanilla {per_layer['vanilla']}, AiluRus "
+          f"{per_layer['ailurus']} (+{extra} cls)")
     print(f"vanilla: {speed['vanilla']:.4f} img/s, AiluRus: "
           f"{speed['ailurus']:.4f} img/s, speed-up "
           f"{speed['ailurus'] / speed['vanilla']:.2f}x (min of "
@@ -115,9 +107,3 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
         tokens_per_layer={name: list(t) for name, t in tokens.items()},
         pixel_agreement=agreement,
         threads=torch.get_num_threads())
-
-
-def _runs(counts: List[int]) -> str:
-    """``[1601, 1601, 1041, 1041]`` -> ``'2x1601 + 2x1041'``."""
-    from .benchmark import _describe_tokens
-    return _describe_tokens(counts)

@@ -6,7 +6,8 @@ size, warm-up runs, then timed runs; the models are interleaved run by run
 CUDA every timed region is synchronised.
 """
 import time
-from typing import Callable, Dict, List, Sequence, Tuple
+from contextlib import contextmanager
+from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
 import torch
 from torch import nn
@@ -15,10 +16,6 @@ from torch import nn
 def synchronize(device: torch.device) -> None:
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
-
-
-def model_device(model: nn.Module) -> torch.device:
-    return next(model.parameters()).device
 
 
 def interleaved_times(fns: Dict[str, Callable[[], object]],
@@ -77,21 +74,37 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def tokens_per_layer(backbone: nn.Module, inputs: torch.Tensor) -> List[int]:
-    """Sequence length (with the cls token) that each layer receives."""
-    seen: List[int] = []
+@contextmanager
+def recorded_tokens(backbones: Dict[str, nn.Module]
+                    ) -> Iterator[Dict[str, List[int]]]:
+    """Record the sequence length (with the cls token) each layer of each
+    backbone receives while the context is open; on exit every list holds
+    the counts of the last forward."""
+    seen: Dict[str, List[int]] = {name: [] for name in backbones}
     hooks = [
         layer.register_forward_hook(
-            lambda module, args, out: seen.append(int(args[0].shape[1])))
-        for layer in backbone.layers
+            lambda module, args, out, name=name: seen[name].append(
+                int(args[0].shape[1])))
+        for name, backbone in backbones.items() for layer in backbone.layers
     ]
     try:
-        with torch.no_grad():
-            backbone(inputs)
+        yield seen
     finally:
         for hook in hooks:
             hook.remove()
-    return seen
+        for name, backbone in backbones.items():
+            seen[name][:] = seen[name][-len(backbone.layers):]
+
+
+def describe_tokens(counts: List[int]) -> str:
+    """``[1601, 1601, 1041, ...]`` -> ``'2x1601 + 22x1041'``."""
+    groups: List[List[int]] = []
+    for count in counts:
+        if groups and groups[-1][1] == count:
+            groups[-1][0] += 1
+        else:
+            groups.append([1, count])
+    return ' + '.join(f'{n}x{c}' for n, c in groups)
 
 
 def peak_memory(fn: Callable[[], object], device: torch.device) -> int:
@@ -137,10 +150,7 @@ def stage_times(backbone: nn.Module, neck: nn.Module, inputs: torch.Tensor,
             outputs = backbone(inputs)
     finally:
         hook.remove()
-    x = captured['x']
-    if backbone.cluster_layer == len(backbone.layers) - 1 and \
-            backbone.final_norm:
-        x = backbone.norm1(x)
+    x = captured['x']  # cluster_layer is never the last (final_norm) layer
     hw_shape = outputs.hw_shape
     device = inputs.device
 

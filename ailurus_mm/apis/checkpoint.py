@@ -7,8 +7,8 @@ to load through mmengine unless those types are allowed. Our decision: keep
 ``weights_only=True`` (no arbitrary code runs when a checkpoint is loaded) and
 add exactly the types mmengine's Runner writes to torch's allowlist with
 :func:`allow_mmengine_checkpoints` (numpy arrays, dtypes and scalars, and
-``HistoryBuffer`` with a ``getattr`` restricted to its statistics methods). Importing ``ailurus_mm.models`` calls it,
-so mmseg's own tools benefit too.
+``HistoryBuffer`` with a ``getattr`` restricted to its statistics methods).
+Importing ``ailurus_mm.models`` calls it, so mmseg's own tools benefit too.
 """
 import pickle
 import re
@@ -91,7 +91,8 @@ def load_checkpoint_file(filename: str,
     return checkpoint
 
 
-def checkpoint_state_dict(checkpoint: Dict) -> 'OrderedDict[str, torch.Tensor]':
+def checkpoint_state_dict(
+        checkpoint: Dict) -> 'OrderedDict[str, torch.Tensor]':
     """The model weights of a checkpoint, ``module.`` prefixes stripped."""
     state_dict = checkpoint.get('state_dict', checkpoint)
     return OrderedDict(
@@ -119,7 +120,8 @@ def state_dict_mismatch(model: nn.Module,
     unexpected = sorted(set(state_dict) - set(own))
     wrong_shape = [
         f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
-        f'{tuple(own[key].shape)}' for key in sorted(set(own) & set(state_dict))
+        f'{tuple(own[key].shape)}'
+        for key in sorted(set(own) & set(state_dict))
         if hasattr(state_dict[key], 'shape')
         and tuple(state_dict[key].shape) != tuple(own[key].shape)
     ]
@@ -150,6 +152,26 @@ def check_state_dict(model: nn.Module, state_dict: Dict,
     raise CheckpointMismatchError('\n'.join(lines))
 
 
+def load_state_dict_strictly(model: nn.Module, checkpoint: Dict,
+                             source: str) -> None:
+    """Load the weights of an already read checkpoint into ``model``
+    strictly, raising :class:`CheckpointMismatchError` with the differing
+    keys first.
+
+    Args:
+        model: The model (unwrapped, or a DDP-style wrapper with ``.module``).
+        checkpoint: A checkpoint dict, or a bare state dict.
+        source: Where it came from, for the error message.
+    """
+    from mmengine.model import is_model_wrapper
+
+    if is_model_wrapper(model):
+        model = model.module
+    state_dict = checkpoint_state_dict(checkpoint)
+    check_state_dict(model, state_dict, source=source)
+    model.load_state_dict(state_dict, strict=True)
+
+
 def load_model_checkpoint(model: nn.Module,
                           filename: str,
                           map_location: str = 'cpu') -> Dict:
@@ -164,14 +186,8 @@ def load_model_checkpoint(model: nn.Module,
     Returns:
         The whole checkpoint dict (with ``meta`` if it has one).
     """
-    from mmengine.model import is_model_wrapper
-
-    if is_model_wrapper(model):
-        model = model.module
     checkpoint = load_checkpoint_file(filename, map_location)
-    state_dict = checkpoint_state_dict(checkpoint)
-    check_state_dict(model, state_dict, source=filename)
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strictly(model, checkpoint, filename)
     return checkpoint
 
 

@@ -18,7 +18,7 @@ from mmengine.runner import Runner
 
 from .checkpoint import (allow_mmengine_checkpoints, check_state_dict,
                          checkpoint_config_text, checkpoint_state_dict,
-                         load_checkpoint_file)
+                         load_checkpoint_file, load_state_dict_strictly)
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
 
@@ -205,10 +205,9 @@ def build_test_runner(args: argparse.Namespace) -> Runner:
     if args.tta:
         model = model.module
     checkpoint = load_checkpoint_file(args.checkpoint)
-    state_dict = checkpoint_state_dict(checkpoint)
-    check_state_dict(model, state_dict, source=args.checkpoint)
-    model.load_state_dict(state_dict, strict=True)
+    # As mmengine's Runner.load_checkpoint: hooks see it before it is loaded.
     runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
+    load_state_dict_strictly(model, checkpoint, args.checkpoint)
     fine_tuned = _uses_ailurus(checkpoint_config_text(checkpoint))
     if args.no_finetune:
         print_log(

@@ -85,7 +85,9 @@ class AiluRusViT(VisionTransformer):
             raise ValueError(f'prop_attn must be True or False, '
                              f'got {prop_attn!r}')
         out_indices = [i % num_layers for i in self.out_indices]
-        bad = [i for i in self.out_indices if not -num_layers <= i < num_layers]
+        bad = [
+            i for i in self.out_indices if not -num_layers <= i < num_layers
+        ]
         if bad:
             raise ValueError(f'out_indices {bad} out of range for '
                              f'num_layers={num_layers}')
@@ -205,7 +207,7 @@ class AiluRusViT(VisionTransformer):
                 features.append(self._output(x, hw_shape, is_merged))
                 merged.append(is_merged)
             if i == self.cluster_layer:
-                # The label lets profilers (tools/benchmark.py) attribute time.
+                # Labelled for torch.profiler traces of user models.
                 with record_function('ailurus::cluster_merge'):
                     assignment = self.cluster(x, hw_shape)
                     if assignment is not None:
