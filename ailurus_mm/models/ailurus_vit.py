@@ -11,8 +11,8 @@ from mmseg.registry import MODELS
 from torch import Tensor
 from torch.profiler import record_function
 
-from ailurus_mm.ops import (ClusterAssignment, cluster_tokens, merge_tokens,
-                            resolve_num_clusters)
+from ailurus_mm.ops import (REDUCERS, ClusterAssignment, cluster_tokens,
+                            merge_tokens, resolve_num_clusters)
 from .outputs import AiluRusOutputs
 from .token_recover import tokens_to_map
 
@@ -24,6 +24,24 @@ def _check_int(name: str, value, low: int, high: Optional[int] = None,
             or value < low or (high is not None and value > high):
         raise ValueError(f'{name} must be an int {allowed}{meaning}, '
                          f'got {value!r}')
+
+
+# Knob defaults, for telling which knobs a reducer was given.
+_KNOB_DEFAULTS = dict(k=5, spatial_weight=1.0, window=None)
+
+
+def _check_reducer(reducer, **knobs) -> None:
+    if not isinstance(reducer, str) or reducer not in REDUCERS:
+        raise ValueError(f'reducer must be one of {tuple(REDUCERS)}, got '
+                         f'{reducer!r}')
+    for name, value in knobs.items():
+        if name not in REDUCERS[reducer] and value != _KNOB_DEFAULTS[name]:
+            users = tuple(r for r, taken in REDUCERS.items() if name in taken)
+            raise ValueError(
+                f'{name}={value!r} is not used by reducer={reducer!r} (it '
+                f'takes: {", ".join(REDUCERS[reducer]) or "no knobs"}); '
+                f'{name} applies to the reducers {users}. Leave it at its '
+                f'default ({_KNOB_DEFAULTS[name]!r}).')
 
 
 @MODELS.register_module()
@@ -54,6 +72,13 @@ class AiluRusViT(VisionTransformer):
             long sequences, an approximation).
         prop_attn: Add ``log(cluster size)`` of the key token to the attention
             logits of the layers after clustering.
+        reducer: How tokens are grouped: ``'dpc_knn'`` (AiluRus's
+            spatial-aware density-peak clustering), or one of the field's
+            other reducers for comparison at equal token counts:
+            ``'farthest'``, ``'kmeans'``, ``'tome'``, ``'random'``,
+            ``'grid'`` (see :mod:`ailurus_mm.ops.reducers`). ``k``,
+            ``spatial_weight`` and ``window`` must keep their defaults for a
+            reducer that does not use them.
         **kwargs: Every argument of mmseg's ``VisionTransformer``.
     """
 
@@ -64,6 +89,7 @@ class AiluRusViT(VisionTransformer):
                  spatial_weight: float = 1.0,
                  window: Optional[int] = None,
                  prop_attn: bool = False,
+                 reducer: str = 'dpc_knn',
                  **kwargs) -> None:
         super().__init__(**kwargs)
         num_layers = len(self.layers)
@@ -84,6 +110,8 @@ class AiluRusViT(VisionTransformer):
         if not isinstance(prop_attn, bool):
             raise ValueError(f'prop_attn must be True or False, '
                              f'got {prop_attn!r}')
+        _check_reducer(reducer, k=k, spatial_weight=spatial_weight,
+                       window=window)
         out_indices = [i % num_layers for i in self.out_indices]
         bad = [
             i for i in self.out_indices if not -num_layers <= i < num_layers
@@ -98,6 +126,7 @@ class AiluRusViT(VisionTransformer):
         self.spatial_weight = float(spatial_weight)
         self.window = window
         self.prop_attn = prop_attn
+        self.reducer = reducer
 
     def train(self, mode: bool = True) -> 'AiluRusViT':
         # mmseg's VisionTransformer.train returns None; nn.Module's returns
@@ -109,7 +138,7 @@ class AiluRusViT(VisionTransformer):
         return (f'cluster_layer={self.cluster_layer}, num_clusters='
                 f'{self.num_clusters}, k={self.k}, spatial_weight='
                 f'{self.spatial_weight}, window={self.window}, '
-                f'prop_attn={self.prop_attn}')
+                f'prop_attn={self.prop_attn}, reducer={self.reducer!r}')
 
     def _output(self, x: Tensor, hw_shape, merged: bool):
         """One output entry, as ``VisionTransformer.forward`` builds it."""
@@ -132,7 +161,8 @@ class AiluRusViT(VisionTransformer):
             self.num_clusters,
             k=self.k,
             spatial_weight=self.spatial_weight,
-            window=self.window)
+            window=self.window,
+            reducer=self.reducer)
 
     def merge(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
         """Merge the patch tokens of ``x``; the cls token stays in front."""

@@ -7,7 +7,21 @@ from torch import Tensor
 
 from .density import (assign_to_anchors, distance_indicator, knn_density,
                       select_anchors, spatial_aware_distance)
+from .reducers import (bipartite_clusters, farthest_point_anchors,
+                       grid_clusters, kmeans_clusters, random_anchors)
 from .window import assign_in_window, window_density_and_delta
+
+# The token reducers :func:`cluster_tokens` runs, and the knobs each one
+# takes (besides ``num_clusters``). ``dpc_knn`` is AiluRus's spatial-aware
+# DPC-kNN (plain DPC-kNN with ``spatial_weight=0``).
+REDUCERS = {
+    'dpc_knn': ('k', 'spatial_weight', 'window'),
+    'farthest': ('k', 'spatial_weight'),
+    'kmeans': (),
+    'tome': (),
+    'random': (),
+    'grid': (),
+}
 
 
 class ClusterAssignment(NamedTuple):
@@ -16,7 +30,8 @@ class ClusterAssignment(NamedTuple):
     Attributes:
         index: Cluster id of every token ``[B, N]`` (long).
         sizes: Number of original tokens in every cluster ``[B, M]``.
-        anchors: Token index of every cluster's anchor ``[B, M]`` (long).
+        anchors: Token index of every cluster's anchor (its representative
+            token for reducers without anchors) ``[B, M]`` (long).
         hw_shape: The token grid ``(H, W)``, ``H * W == N``.
     """
     index: Tensor
@@ -63,8 +78,10 @@ def cluster_tokens(x: Tensor,
                    k: int = 5,
                    spatial_weight: float = 1.0,
                    window: Optional[int] = None,
-                   token_sizes: Optional[Tensor] = None) -> ClusterAssignment:
-    """Spatial-aware density-peak clustering of patch tokens (steps 1-5).
+                   token_sizes: Optional[Tensor] = None,
+                   reducer: str = 'dpc_knn') -> ClusterAssignment:
+    """Cluster patch tokens: by default AiluRus's spatial-aware density-peak
+    clustering (steps 1-5 of ``docs/method.md``), or another reducer.
 
     Not differentiable: the result is an assignment of tokens to clusters.
     Use :func:`merge_tokens` and :func:`recover_tokens` for the features.
@@ -82,6 +99,13 @@ def cluster_tokens(x: Tensor,
             assignment global in feature space.
         token_sizes: Optional sizes ``[B, N]`` of already merged tokens;
             ``sizes`` then sums them.
+        reducer: One of :data:`REDUCERS`: ``'dpc_knn'`` (AiluRus),
+            ``'farthest'`` (farthest-point anchors seeded at the density
+            peak, under the same distance), ``'kmeans'`` (Expedite-style),
+            ``'tome'`` (bipartite matching), ``'random'`` (fixed random
+            anchors) or ``'grid'`` (pooling to a coarse grid); see
+            :mod:`ailurus_mm.ops.reducers`. Knobs a reducer does not take
+            are ignored here (``AiluRusViT`` refuses them).
 
     Returns:
         The :class:`ClusterAssignment`.
@@ -91,13 +115,33 @@ def cluster_tokens(x: Tensor,
     if hw_shape[0] * hw_shape[1] != num_tokens:
         raise ValueError(f'hw_shape {tuple(hw_shape)} does not match '
                          f'{num_tokens} tokens')
+    if reducer not in REDUCERS:
+        raise ValueError(f'reducer must be one of {tuple(REDUCERS)}, got '
+                         f'{reducer!r}')
     num_anchors = resolve_num_clusters(num_clusters, num_tokens)
     x = x.float()
+    num_neighbours = max(1, min(k, num_tokens - 1))
     if num_anchors == num_tokens or num_tokens == 1:
         anchors = torch.arange(num_tokens, device=x.device).expand(batch, -1)
         index = anchors.clone()
+    elif reducer == 'grid':
+        cells, anchors = grid_clusters(hw_shape, num_anchors, x.device)
+        index, anchors = cells.expand(batch, -1), anchors.expand(batch, -1)
+    elif reducer == 'kmeans':
+        index, anchors = kmeans_clusters(x, hw_shape, num_anchors)
+    elif reducer == 'tome':
+        index, anchors = bipartite_clusters(x, num_anchors)
+    elif reducer == 'random':
+        anchors = random_anchors(num_tokens, num_anchors,
+                                 x.device).expand(batch, -1)
+        index = assign_to_anchors(x, anchors)
+    elif reducer == 'farthest':
+        dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
+        rho = knn_density(dist, num_neighbours, scale)
+        anchors = farthest_point_anchors(dist, rho, num_anchors)
+        del dist
+        index = assign_to_anchors(x, anchors)
     else:
-        num_neighbours = max(1, min(k, num_tokens - 1))
         if window is None:
             dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
             rho = knn_density(dist, num_neighbours, scale)
