@@ -132,6 +132,14 @@ def sweep_parser() -> argparse.ArgumentParser:
     parser.add_argument('--cluster-layer', type=int, nargs='+',
                         help="layers to cluster after (default: the "
                         "config's)")
+    parser.add_argument(
+        '--reducers', nargs='+',
+        help="token reducers to compare (from the accuracy benchmark: "
+        "ailurus, dpc_knn_plain, farthest, kmeans, tome, random, grid, "
+        "ailurus_detail); default: the config's clustering")
+    parser.add_argument(
+        '--prop-attn', nargs='+', choices=['off', 'on'],
+        help="proportional attention settings (default: the config's)")
     parser.add_argument('--out-dir', default='sweep')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int)
@@ -144,12 +152,15 @@ def sweep_main(argv: Optional[List[str]] = None) -> list:
 
     args = sweep_parser().parse_args(argv)
     cfg = _load_cfg(args.config, args.cfg_options)
+    prop_attn = None if args.prop_attn is None else [
+        p == 'on' for p in dict.fromkeys(args.prop_attn)]
     rows = run_sweep(cfg, args.checkpoint, args.num_clusters,
                      args.cluster_layer, out_dir=args.out_dir,
-                     device=args.device, threads=args.threads)
-    print(f"{'setting':<40}{'mIoU':>8}{'img/s':>10}{'speed-up':>10}")
+                     device=args.device, threads=args.threads,
+                     reducers=args.reducers, prop_attn=prop_attn)
+    print(f"{'setting':<60}{'mIoU':>8}{'img/s':>10}{'speed-up':>10}")
     for row in rows:
-        print(f"{row['setting']:<40}{row['mIoU']:>8.2f}"
+        print(f"{row['setting']:<60}{row['mIoU']:>8.2f}"
               f"{row['images_per_second']:>10.3f}{row['speedup']:>9.2f}x")
     print(f'wrote {args.out_dir}/sweep.csv and {args.out_dir}/sweep.png')
     return rows

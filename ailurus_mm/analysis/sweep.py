@@ -18,8 +18,9 @@ from mmengine.config import Config
 
 from .measure import synchronize
 
-CSV_FIELDS = ('setting', 'cluster_layer', 'num_clusters', 'mIoU', 'mAcc',
-              'aAcc', 'images', 'images_per_second', 'speedup')
+CSV_FIELDS = ('setting', 'reducer', 'prop_attn', 'cluster_layer',
+              'num_clusters', 'mIoU', 'mAcc', 'aAcc', 'images',
+              'images_per_second', 'speedup')
 
 
 def evaluate_model(model, dataloader, evaluator, device: torch.device,
@@ -60,9 +61,19 @@ def run_sweep(cfg: Config,
               cluster_layers: Optional[Sequence[int]] = None,
               out_dir: str = 'sweep',
               device: str = 'cpu',
-              threads: Optional[int] = None) -> List[Dict]:
-    """Evaluate vanilla and every setting; write ``sweep.csv`` and
-    ``sweep.png`` into ``out_dir``.
+              threads: Optional[int] = None,
+              reducers: Optional[Sequence[str]] = None,
+              prop_attn: Optional[Sequence[bool]] = None) -> List[Dict]:
+    """Evaluate vanilla and every setting (``cluster_layers`` x
+    ``reducers`` x ``prop_attn`` x ``num_clusters``); write ``sweep.csv``
+    and ``sweep.png`` into ``out_dir``.
+
+    Args:
+        reducers: Reducer names of the accuracy benchmark (``ailurus``,
+            ``farthest``, ``tome``, ...; see
+            :data:`ailurus_mm.analysis.accuracy.REDUCERS`); default: the
+            config's own clustering.
+        prop_attn: Proportional attention settings; default: the config's.
 
     Returns:
         The CSV rows (vanilla first).
@@ -70,6 +81,7 @@ def run_sweep(cfg: Config,
     from mmengine.evaluator import Evaluator
     from mmengine.runner import Runner
 
+    from .accuracy import find_reducers
     from .variants import build_model, build_variants, variant_model_cfgs
 
     if threads is not None:
@@ -79,6 +91,10 @@ def run_sweep(cfg: Config,
     device_t = torch.device(device)
     if cluster_layers is None:
         cluster_layers = [cfg.model.backbone.get('cluster_layer', 1)]
+    reducer_knobs = [('config', {})] if reducers is None else [
+        (r.name, r.knobs) for r in find_reducers(reducers)]
+    if prop_attn is None:
+        prop_attn = [cfg.model.backbone.get('prop_attn', False)]
     models = build_variants(cfg, checkpoint, names=('vanilla', ),
                             device=device)
     state_dict = models['vanilla'].state_dict()
@@ -92,27 +108,39 @@ def run_sweep(cfg: Config,
         evaluator.dataset_meta = dataloader.dataset.metainfo
         return evaluate_model(model, dataloader, evaluator, device_t, desc)
 
-    results = [('vanilla', None, None,
+    results = [(dict(setting='vanilla', reducer=None, prop_attn=None,
+                     cluster_layer=None, num_clusters=None),
                 evaluate(models['vanilla'], 'vanilla'))]
     del models
     ailurus_cfg = variant_model_cfgs(cfg.model)['ailurus']
     for layer in cluster_layers:
-        for value in num_clusters:
-            model_cfg = copy.deepcopy(ailurus_cfg)
-            model_cfg.backbone.update(cluster_layer=layer,
-                                      num_clusters=value)
-            model = build_model(model_cfg, cfg)
-            model.load_state_dict(state_dict, strict=True)
-            model.to(device_t)
-            name = f'cluster_layer={layer} num_clusters={value}'
-            results.append((name, layer, value, evaluate(model, name)))
+        for reducer, knobs in reducer_knobs:
+            for attn in prop_attn:
+                for value in num_clusters:
+                    model_cfg = copy.deepcopy(ailurus_cfg)
+                    if reducers is not None:  # the reducer's own knobs
+                        for knob in ('reducer', 'k', 'spatial_weight',
+                                     'window', 'recover_detail'):
+                            model_cfg.backbone.pop(knob, None)
+                    model_cfg.backbone.update(
+                        cluster_layer=layer, num_clusters=value,
+                        prop_attn=attn, **knobs)
+                    model = build_model(model_cfg, cfg)
+                    model.load_state_dict(state_dict, strict=True)
+                    model.to(device_t)
+                    name = (f'{reducer} prop_attn={attn} cluster_layer='
+                            f'{layer} num_clusters={value}')
+                    results.append((dict(
+                        setting=name, reducer=reducer, prop_attn=attn,
+                        cluster_layer=layer, num_clusters=value),
+                        evaluate(model, name)))
 
-    base_speed = results[0][3]['images'] / results[0][3]['seconds']
+    base_speed = results[0][1]['images'] / results[0][1]['seconds']
     rows = []
-    for name, layer, value, result in results:
+    for setting, result in results:
         speed = result['images'] / result['seconds']
         rows.append(
-            dict(setting=name, cluster_layer=layer, num_clusters=value,
+            dict(**setting,
                  mIoU=_metric(result['metrics'], 'mIoU'),
                  mAcc=_metric(result['metrics'], 'mAcc'),
                  aAcc=_metric(result['metrics'], 'aAcc'),
@@ -135,11 +163,16 @@ def plot_sweep(rows: List[Dict], path: str) -> None:
 
     fig, ax = plt.subplots(figsize=(6.4, 4.8), dpi=100)
     vanilla, settings = rows[0], rows[1:]
-    for layer in sorted({r['cluster_layer'] for r in settings}):
-        points = [r for r in settings if r['cluster_layer'] == layer]
+    groups = dict.fromkeys((r['reducer'], r['prop_attn'], r['cluster_layer'])
+                           for r in settings)
+    for reducer, attn, layer in groups:
+        points = [r for r in settings
+                  if (r['reducer'], r['prop_attn'], r['cluster_layer']) ==
+                  (reducer, attn, layer)]
+        name = 'AiluRus' if reducer == 'config' else reducer
         ax.plot([p['images_per_second'] for p in points],
-                [p['mIoU'] for p in points], 'o-',
-                label=f'AiluRus, cluster_layer={layer}')
+                [p['mIoU'] for p in points], 'o-' if attn else 'o--',
+                label=f'{name}, prop_attn={attn}, cluster_layer={layer}')
         for p in points:
             ax.annotate(f"{p['num_clusters']}",
                         (p['images_per_second'], p['mIoU']),

@@ -12,7 +12,8 @@ from torch import Tensor
 from torch.profiler import record_function
 
 from ailurus_mm.ops import (REDUCERS, ClusterAssignment, cluster_tokens,
-                            merge_tokens, resolve_num_clusters)
+                            merge_tokens, recover_tokens,
+                            resolve_num_clusters)
 from .outputs import AiluRusOutputs
 from .token_recover import tokens_to_map
 
@@ -79,6 +80,10 @@ class AiluRusViT(VisionTransformer):
             ``'grid'`` (see :mod:`ailurus_mm.ops.reducers`). ``k``,
             ``spatial_weight`` and ``window`` must keep their defaults for a
             reducer that does not use them.
+        recover_detail: Recovery keeps per-token detail: every position
+            gets its cluster's output plus its own deviation from the
+            cluster mean at clustering time (beyond the paper; off gives
+            the paper's recovery).
         **kwargs: Every argument of mmseg's ``VisionTransformer``.
     """
 
@@ -90,6 +95,7 @@ class AiluRusViT(VisionTransformer):
                  window: Optional[int] = None,
                  prop_attn: bool = False,
                  reducer: str = 'dpc_knn',
+                 recover_detail: bool = False,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         num_layers = len(self.layers)
@@ -112,6 +118,9 @@ class AiluRusViT(VisionTransformer):
                              f'got {prop_attn!r}')
         _check_reducer(reducer, k=k, spatial_weight=spatial_weight,
                        window=window)
+        if not isinstance(recover_detail, bool):
+            raise ValueError(f'recover_detail must be True or False, '
+                             f'got {recover_detail!r}')
         out_indices = [i % num_layers for i in self.out_indices]
         bad = [
             i for i in self.out_indices if not -num_layers <= i < num_layers
@@ -127,6 +136,7 @@ class AiluRusViT(VisionTransformer):
         self.window = window
         self.prop_attn = prop_attn
         self.reducer = reducer
+        self.recover_detail = recover_detail
 
     def train(self, mode: bool = True) -> 'AiluRusViT':
         # mmseg's VisionTransformer.train returns None; nn.Module's returns
@@ -138,7 +148,8 @@ class AiluRusViT(VisionTransformer):
         return (f'cluster_layer={self.cluster_layer}, num_clusters='
                 f'{self.num_clusters}, k={self.k}, spatial_weight='
                 f'{self.spatial_weight}, window={self.window}, '
-                f'prop_attn={self.prop_attn}, reducer={self.reducer!r}')
+                f'prop_attn={self.prop_attn}, reducer={self.reducer!r}, '
+                f'recover_detail={self.recover_detail}')
 
     def _output(self, x: Tensor, hw_shape, merged: bool):
         """One output entry, as ``VisionTransformer.forward`` builds it."""
@@ -170,6 +181,13 @@ class AiluRusViT(VisionTransformer):
             return merge_tokens(x, assignment.index, assignment.sizes)
         merged = merge_tokens(x[:, 1:], assignment.index, assignment.sizes)
         return torch.cat([x[:, :1], merged], dim=1)
+
+    def _detail(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
+        """Deviation ``[B, N, C]`` of every patch token from its cluster's
+        mean (what the paper's recovery loses)."""
+        tokens = x[:, 1:] if self.with_cls_token else x
+        means = merge_tokens(tokens, assignment.index, assignment.sizes)
+        return tokens - recover_tokens(means, assignment.index)
 
     def _attn_bias(self, assignment: ClusterAssignment,
                    x: Tensor) -> Tensor:
@@ -227,7 +245,7 @@ class AiluRusViT(VisionTransformer):
             features.append(self._output(x, hw_shape, merged=False))
             merged.append(False)
 
-        assignment, attn_bias = None, None
+        assignment, attn_bias, detail = None, None, None
         for i, layer in enumerate(self.layers):
             x = self._run_layer(layer, x, attn_bias)
             if i == len(self.layers) - 1 and self.final_norm:
@@ -241,7 +259,9 @@ class AiluRusViT(VisionTransformer):
                 with record_function('ailurus::cluster_merge'):
                     assignment = self.cluster(x, hw_shape)
                     if assignment is not None:
+                        if self.recover_detail:
+                            detail = self._detail(x, assignment)
                         x = self.merge(x, assignment)
                         if self.prop_attn:
                             attn_bias = self._attn_bias(assignment, x)
-        return AiluRusOutputs(features, merged, assignment, hw_shape)
+        return AiluRusOutputs(features, merged, assignment, hw_shape, detail)

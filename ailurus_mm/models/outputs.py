@@ -35,13 +35,17 @@ class AiluRusOutputs:
         merged: For every entry, whether it holds merged tokens.
         assignment: The clustering, or ``None`` if nothing was merged.
         hw_shape: The patch grid ``(H, W)``.
+        detail: Optional ``[B, N, C]`` deviation of every patch token from
+            its cluster's mean at clustering time; ``TokenRecover`` adds it
+            back (``AiluRusViT(recover_detail=True)``).
     """
 
-    __slots__ = ('features', 'merged', 'assignment', 'hw_shape')
+    __slots__ = ('features', 'merged', 'assignment', 'hw_shape', 'detail')
 
     def __init__(self, features: Sequence[Feature], merged: Sequence[bool],
                  assignment: Optional[ClusterAssignment],
-                 hw_shape: Tuple[int, int]) -> None:
+                 hw_shape: Tuple[int, int],
+                 detail: Optional[Tensor] = None) -> None:
         if len(features) != len(merged):
             raise ValueError('features and merged must have the same length')
         if any(merged) and assignment is None:
@@ -50,6 +54,7 @@ class AiluRusOutputs:
         self.merged = tuple(merged)
         self.assignment = assignment
         self.hw_shape = tuple(hw_shape)
+        self.detail = detail
 
     def __getitem__(self, item):
         raise TypeError(_NEEDS_RECOVER)

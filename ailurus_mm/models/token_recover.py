@@ -89,6 +89,8 @@ class TokenRecover(BaseModule):
         with_cls = isinstance(feature, (list, tuple))
         tokens = feature[0] if with_cls else feature
         full = recover_tokens(tokens, inputs.assignment.index)
+        if inputs.detail is not None:
+            full = full + inputs.detail.to(full.dtype)
         feature_map = tokens_to_map(full, inputs.hw_shape)
         return [feature_map, feature[1]] if with_cls else feature_map
 
