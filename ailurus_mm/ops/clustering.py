@@ -64,7 +64,8 @@ def cluster_tokens(x: Tensor,
                    spatial_weight: float = 1.0,
                    window: Optional[int] = None,
                    token_sizes: Optional[Tensor] = None) -> ClusterAssignment:
-    """Spatial-aware density-peak clustering of patch tokens (steps 1-5).
+    """Spatial-aware density-peak clustering of patch tokens
+    (docs/method.md, steps 1-5).
 
     Not differentiable: the result is an assignment of tokens to clusters.
     Use :func:`merge_tokens` and :func:`recover_tokens` for the features.

@@ -1,4 +1,5 @@
-"""Merge tokens into clusters and recover the full grid (steps 6 and 8).
+"""Merge tokens into clusters and recover the full grid (docs/method.md,
+steps 6 and 8).
 
 Both functions are differentiable with respect to the features; the cluster
 indices are integer tensors and carry no gradient.

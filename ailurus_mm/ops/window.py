@@ -105,7 +105,7 @@ def window_neighbours(x: Tensor, hw_shape: Tuple[int, int],
 def window_density_and_delta(
         x: Tensor, hw_shape: Tuple[int, int], k: int, spatial_weight: float,
         window: int) -> Tuple[Tensor, Tensor, WindowNeighbours]:
-    """Steps 1-3 of METHOD.md restricted to a spatial window.
+    """Steps 1-3 of docs/method.md restricted to a spatial window.
 
     Uses the same spatial-aware distance as the global form, with the median
     feature distance estimated by :func:`sampled_median_distance`. Tokens
