@@ -7,7 +7,7 @@ from torch import Tensor
 
 from .density import (assign_to_anchors, distance_indicator, knn_density,
                       select_anchors, spatial_aware_distance)
-from .window import assign_in_window, window_density_and_delta
+from .window import assign_in_window, use_window, window_density_and_delta
 
 
 class ClusterAssignment(NamedTuple):
@@ -80,7 +80,11 @@ def cluster_tokens(x: Tensor,
         window: If set, kNN, delta and anchor candidates are limited to a
             ``(2 * window + 1)^2`` neighbourhood (no ``O(N^2)`` step; see
             :mod:`ailurus_mm.ops.window`). ``None``: the global form, with
-            assignment global in feature space.
+            assignment global in feature space. Any radius is accepted and
+            the cost never exceeds the global form's: the radius is clipped
+            to the grid, and when the clipped window has at least ``N - 1``
+            candidates per token (as many as the global form), the global
+            form runs instead (:func:`~ailurus_mm.ops.window.use_window`).
         token_sizes: Optional sizes ``[B, N]`` of already merged tokens;
             ``sizes`` then sums them.
 
@@ -99,7 +103,7 @@ def cluster_tokens(x: Tensor,
         index = anchors.clone()
     else:
         num_neighbours = max(1, min(k, num_tokens - 1))
-        if window is None:
+        if not use_window(window, hw_shape):
             dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
             rho = knn_density(dist, num_neighbours, scale)
             delta = distance_indicator(dist, rho)
