@@ -1,4 +1,5 @@
-"""Entry point of the clustering: tokens in, a :class:`ClusterAssignment` out."""
+"""Entry point of the clustering: tokens in, a :class:`ClusterAssignment`
+out."""
 import numbers
 from typing import NamedTuple, Optional, Tuple, Union
 
