@@ -242,6 +242,16 @@ def config_body(path: str) -> dict:
     return body
 
 
+def literal(node: ast.AST):
+    """The value of a config literal, ``dict(key=value)`` calls included."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == 'dict' and not node.args:
+        return {kw.arg: literal(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.List):
+        return [literal(item) for item in node.elts]
+    return ast.literal_eval(node)
+
+
 @pytest.mark.parametrize('path', NO_FT)
 def test_no_ft_config_differs_from_its_vanilla_twin_only_by_ailurus(path):
     twin_path = sole_base(path)
@@ -335,7 +345,7 @@ def test_ft_config_sets_only_fine_tuning_changes(path):
     body = config_body(path)
     assert set(body) == {'_base_', 'load_from', 'model', 'optim_wrapper',
                          'param_scheduler', 'train_cfg', 'default_hooks'}
-    assert ast.literal_eval(body['model']) == dict(
+    assert literal(body['model']) == dict(
         pretrained=None, backbone=FT_KNOBS)
 
 
