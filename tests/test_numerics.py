@@ -256,16 +256,19 @@ def test_model_with_huge_window_runs_on_a_small_grid():
 @pytest.mark.slow
 def test_compiled_backbone_matches_eager():
     """torch.compile (inductor) of the backbone with proportional attention
-    and a window (which breaks the graph, see below) against eager mode."""
+    against eager mode, as one graph (``fullgraph=True`` fails on any graph
+    break). (With a window, which breaks the graph, it matches too; left out
+    here because compiling its graphs takes another minute.)"""
     import torch._dynamo
 
     torch._dynamo.reset()
     _, ailurus = build_pair(cluster_layer=0, num_clusters=0.5,
-                            out_indices=(0, 2), prop_attn=True, window=1)
+                            out_indices=(0, 2), prop_attn=True)
     inputs = images(torch.float32)
     with torch.no_grad():
         eager = TokenRecover()(ailurus(inputs))
-        compiled = TokenRecover()(torch.compile(ailurus)(inputs))
+        compiled = TokenRecover()(torch.compile(ailurus, fullgraph=True)(
+            inputs))
     assert len(compiled) == len(eager) == 2
     for got, want in zip(compiled, eager):
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
