@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny configs over the real ones, tiny generated datasets."""
+"""Shared fixtures: tiny configs over the real ones, tiny generated
+datasets."""
 import os.path as osp
 import subprocess
 import sys

@@ -12,8 +12,9 @@ import torch
 
 from conftest import CONFIGS, run_tool, write_tiny_config
 
-AILURUS_B = osp.join(CONFIGS, 'segmenter',
-                     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
+AILURUS_B = osp.join(
+    CONFIGS, 'segmenter',
+    'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
 
 
 @pytest.fixture(scope='module')
@@ -35,6 +36,7 @@ def tiny(tmp_path_factory, ade20k_root):
     return config, checkpoint
 
 
+@pytest.mark.slow
 def test_benchmark_reports_all_variants(tiny, tmp_path):
     config, checkpoint = tiny
     report_path = str(tmp_path / 'report.json')
@@ -72,6 +74,7 @@ def test_benchmark_reports_all_variants(tiny, tmp_path):
     assert '16 -> 8 patch tokens' in out
 
 
+@pytest.mark.slow
 def test_benchmark_train_mode(tiny, tmp_path):
     config, _ = tiny
     report_path = str(tmp_path / 'train.json')
@@ -86,6 +89,7 @@ def test_benchmark_train_mode(tiny, tmp_path):
     assert 'flops' not in report['results']['vanilla']
 
 
+@pytest.mark.slow
 def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root):
     config, checkpoint = tiny
     images = [
@@ -111,6 +115,7 @@ def test_visualize_missing_image(tiny, tmp_path):
                         '--out-dir', str(tmp_path)])
 
 
+@pytest.mark.slow
 def test_sweep_csv_and_plot(tiny, tmp_path):
     config, checkpoint = tiny
     out_dir = tmp_path / 'sweep'
@@ -137,6 +142,7 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
     assert png is not None and png.shape == (480, 640, 3)
 
 
+@pytest.mark.slow
 def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
     config, checkpoint = tiny
     out = run_tool('demo', [

@@ -17,6 +17,8 @@ ALL_CONFIGS = sorted(
     for path in glob.glob(osp.join(CONFIGS, '**', '*.py'), recursive=True))
 ZOO = sorted(path for path in ALL_CONFIGS if path.startswith('segmenter/'))
 AILURUS = [path for path in ZOO if osp.basename(path).startswith('ailurus')]
+NO_FT = [path for path in ZOO if osp.basename(path).startswith('ailurus_')]
+FT = [path for path in ZOO if osp.basename(path).startswith('ailurus-ft_')]
 VANILLA = [path for path in ZOO if osp.basename(path).startswith('segmenter')]
 
 # {prefix}_segmenter_vit-{size}_{head}_8xb{batch}-{iters}k_{dataset}-{crop}
@@ -43,6 +45,34 @@ DATASETS = {
 }
 KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight', 'window',
          'prop_attn')
+# The cluster settings a fine-tuning config changes from its no-fine-tuning
+# twin (which uses AiluRusViT's defaults for all of them).
+FT_KNOBS = dict(num_clusters=0.25)
+
+
+def knob_defaults() -> dict:
+    """``AiluRusViT``'s constructor defaults: the single source of the
+    no-fine-tuning configs' cluster settings."""
+    import inspect
+
+    from ailurus_mm.models import AiluRusViT
+
+    params = inspect.signature(AiluRusViT.__init__).parameters
+    return {knob: params[knob].default for knob in KNOBS}
+
+
+def expected_knobs(path: str) -> dict:
+    """The cluster settings the model of an AiluRus config must get."""
+    knobs = knob_defaults()
+    if osp.basename(path).startswith('ailurus-ft_'):
+        knobs.update(FT_KNOBS)
+    return knobs
+
+
+def effective_knobs(backbone) -> dict:
+    """Cluster settings of a config's backbone, defaults filled in."""
+    return {knob: backbone.get(knob, default)
+            for knob, default in knob_defaults().items()}
 
 
 def mmseg_configs() -> str:
@@ -105,6 +135,7 @@ def test_configs_found():
     assert 'segmenter_vitl_ailurus.py' in ALL_CONFIGS
     # 4 datasets x 5 models x {no-ft, ft}
     assert len(AILURUS) == 40
+    assert len(NO_FT) == len(FT) == 20
     # mmseg ships the ADE20K ones; 3 datasets x 5 models are here
     assert len(VANILLA) == 15
 
@@ -174,58 +205,159 @@ def test_zoo_name_matches_settings(path):
         assert model.pretrained is not None  # ImageNet init, as mmseg's
 
     if algo != 'segmenter':
-        backbone = model.backbone
-        assert backbone.cluster_layer == 1
-        assert backbone.num_clusters == (0.25 if algo == 'ailurus-ft' else
-                                         0.65)
-        assert (backbone.k, backbone.spatial_weight, backbone.window,
-                backbone.prop_attn) == (5, 1.0, None, False)
+        assert effective_knobs(model.backbone) == expected_knobs(path)
         assert model.neck.type == 'TokenRecover'
         assert cfg.custom_imports == dict(
             imports=['ailurus_mm.models'], allow_failed_imports=False)
 
 
-@pytest.mark.parametrize('path', AILURUS)
-def test_ailurus_config_differs_from_its_twin_only_by_ailurus(path):
+def vanilla_twin(path: str) -> str:
+    """The vanilla config an AiluRus config's model starts from: the
+    ``_base_`` of a no-fine-tuning config, the ``_base_`` of the ``_base_``
+    of a fine-tuning one."""
+    base = sole_base(path)
+    if osp.basename(path).startswith('ailurus-ft_'):
+        base = sole_base(base)
+    return base
+
+
+def no_ft_twin_name(name: str) -> str:
+    """``ailurus-ft_..._8xb1-16k_...`` -> ``ailurus_..._8xb1-160k_...``."""
+    match = NAME.match(name)
+    iters = int(match['iters'])
+    return name.replace('ailurus-ft_', 'ailurus_', 1).replace(
+        f'-{iters}k_', f'-{iters * 10}k_', 1)
+
+
+def config_body(path: str) -> dict:
+    """Top-level assignments of a config file, ``{name: ast node}``."""
+    with open(osp.join(CONFIGS, path)) as f:
+        tree = ast.parse(f.read())
+    body = {}
+    for node in tree.body:
+        assert isinstance(node, ast.Assign) and len(node.targets) == 1 and \
+            isinstance(node.targets[0], ast.Name), \
+            f'{path}: only plain assignments expected, got {ast.dump(node)}'
+        body[node.targets[0].id] = node.value
+    return body
+
+
+def literal(node: ast.AST):
+    """The value of a config literal, ``dict(key=value)`` calls included."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+            node.func.id == 'dict' and not node.args:
+        return {kw.arg: literal(kw.value) for kw in node.keywords}
+    if isinstance(node, ast.List):
+        return [literal(item) for item in node.elts]
+    return ast.literal_eval(node)
+
+
+@pytest.mark.parametrize('path', NO_FT)
+def test_no_ft_config_differs_from_its_vanilla_twin_only_by_ailurus(path):
     twin_path = sole_base(path)
     name = osp.basename(path)
     twin_name = osp.basename(twin_path)
-    if name.startswith('ailurus_'):
-        expected = name[len('ailurus_'):].replace(
-            'vit-l_mask_8xb1-160k_ade20k-640x640',
-            'vit-l_mask_8xb1-160k_ade20k-512x512')  # mmseg's name
-        assert twin_name == expected
+    expected = name[len('ailurus_'):].replace(
+        'vit-l_mask_8xb1-160k_ade20k-640x640',
+        'vit-l_mask_8xb1-160k_ade20k-512x512')  # mmseg's name
+    assert twin_name == expected
     cfg, twin = load(path), load(twin_path)
 
     model, twin_model = plain(cfg.model), plain(twin.model)
     assert twin_model['backbone'].pop('type') == 'VisionTransformer'
     assert model['backbone'].pop('type') == 'AiluRusViT'
-    assert set(KNOBS) <= set(model['backbone'])
-    for knob in KNOBS:
-        model['backbone'].pop(knob)
+    # The cluster settings are AiluRusViT's defaults, not restated.
+    assert not set(KNOBS) & set(model['backbone'])
     assert model.pop('neck') == {'type': 'TokenRecover'}
     assert 'neck' not in twin_model
-    fine_tune = name.startswith('ailurus-ft_')
-    if fine_tune:
-        assert model.pop('pretrained') is None
-        twin_model.pop('pretrained')
     assert model == twin_model
 
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
                 'val_evaluator', 'test_evaluator', 'default_scope',
-                'tta_model'):
+                'tta_model', 'optim_wrapper', 'param_scheduler', 'train_cfg',
+                'default_hooks'):
         assert plain(cfg[key]) == plain(twin[key]), key
-    if fine_tune:
-        assert cfg.load_from == f'checkpoints/{twin_name[:-3]}.pth'
-        twin_optimizer = plain(twin.optim_wrapper)
-        optimizer = plain(cfg.optim_wrapper)
-        assert optimizer['optimizer'].pop('lr') == pytest.approx(
-            twin_optimizer['optimizer'].pop('lr') / 10)
-        assert optimizer == twin_optimizer
-    else:
-        assert cfg.load_from is None
-        for key in ('optim_wrapper', 'param_scheduler', 'train_cfg'):
-            assert plain(cfg[key]) == plain(twin[key]), key
+    assert cfg.load_from is None
+    assert cfg.custom_imports == dict(
+        imports=['ailurus_mm.models'], allow_failed_imports=False)
+
+
+@pytest.mark.parametrize('path', FT)
+def test_ft_config_differs_from_its_no_ft_twin_only_by_fine_tuning(path):
+    base_path = sole_base(path)
+    assert osp.basename(base_path) == no_ft_twin_name(osp.basename(path))
+    assert base_path in NO_FT
+    cfg, base = load(path), load(base_path)
+
+    model, base_model = plain(cfg.model), plain(base.model)
+    assert model.pop('pretrained') is None
+    assert base_model.pop('pretrained') is not None  # ImageNet, as mmseg
+    for knob, value in FT_KNOBS.items():
+        assert model['backbone'].pop(knob) == value
+        assert knob not in base_model['backbone']
+    assert model == base_model
+
+    for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
+                'val_evaluator', 'test_evaluator', 'default_scope',
+                'tta_model', 'custom_imports'):
+        assert plain(cfg[key]) == plain(base[key]), key
+    twin_name = osp.basename(vanilla_twin(path))
+    assert cfg.load_from == f'checkpoints/{twin_name[:-3]}.pth'
+
+    optimizer, base_optimizer = plain(cfg.optim_wrapper), plain(
+        base.optim_wrapper)
+    assert optimizer['optimizer'].pop('lr') == pytest.approx(
+        base_optimizer['optimizer'].pop('lr') / 10)
+    assert optimizer == base_optimizer
+    iters = cfg.train_cfg.max_iters
+    train_cfg, base_train_cfg = plain(cfg.train_cfg), plain(base.train_cfg)
+    assert base_train_cfg.pop('max_iters') == 10 * iters
+    assert train_cfg.pop('max_iters') == iters
+    assert train_cfg.pop('val_interval') * 8 == iters
+    base_train_cfg.pop('val_interval')
+    assert train_cfg == base_train_cfg
+    hooks, base_hooks = plain(cfg.default_hooks), plain(base.default_hooks)
+    assert hooks['checkpoint'].pop('interval') == cfg.train_cfg.val_interval
+    base_hooks['checkpoint'].pop('interval')
+    assert hooks == base_hooks
+    assert plain(cfg.param_scheduler) == [
+        dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=0, end=iters,
+             by_epoch=False)
+    ]
+
+
+def test_no_ft_config_bodies_are_uniform():
+    """The 20 no-fine-tuning configs differ only in their ``_base_``: one
+    edit applies to all of them (and to the fine-tuning configs, which
+    inherit them)."""
+    bodies = set()
+    for path in NO_FT:
+        body = config_body(path)
+        assert set(body) >= {'_base_', 'custom_imports', 'model'}
+        body.pop('_base_')
+        bodies.add(tuple((key, ast.dump(value))
+                         for key, value in sorted(body.items())))
+    assert len(NO_FT) == 20 and len(bodies) == 1
+
+
+@pytest.mark.parametrize('path', FT)
+def test_ft_config_sets_only_fine_tuning_changes(path):
+    body = config_body(path)
+    assert set(body) == {'_base_', 'load_from', 'model', 'optim_wrapper',
+                         'param_scheduler', 'train_cfg', 'default_hooks'}
+    assert literal(body['model']) == dict(
+        pretrained=None, backbone=FT_KNOBS)
+
+
+@pytest.mark.parametrize('path', AILURUS)
+def test_default_knob_values_are_not_restated(path):
+    defaults = knob_defaults()
+    restated = [
+        (knob, value) for knob, value in plain(
+            load(path).model.backbone).items()
+        if knob in defaults and value == defaults[knob]
+    ]
+    assert restated == []
 
 
 def readme_rows():
@@ -255,7 +387,7 @@ def test_readme_row_matches_config(path):
      num_clusters, schedule) = row
     cfg = load(path)
     model = cfg.model
-    base = sole_base(path)[:-3]
+    base = vanilla_twin(path)[:-3]
     assert twin == (base if base.startswith('mmseg::') else
                     osp.basename(base))
     assert dataset.endswith(f'({model.decode_head.num_classes})')
@@ -266,11 +398,11 @@ def test_readme_row_matches_config(path):
     assert int(crop) == model.test_cfg.crop_size[0]
     assert int(stride) == model.test_cfg.stride[0]
     assert setting == ('ft' if cfg.load_from else 'no-ft')
-    assert int(cluster_layer) == model.backbone.cluster_layer
+    knobs = effective_knobs(model.backbone)
+    assert int(cluster_layer) == knobs['cluster_layer']
     tokens = (int(crop) // 16)**2
-    kept = resolve_num_clusters(model.backbone.num_clusters, tokens)
-    assert num_clusters == (f'{model.backbone.num_clusters} ({kept} of '
-                            f'{tokens})')
+    kept = resolve_num_clusters(knobs['num_clusters'], tokens)
+    assert num_clusters == f"{knobs['num_clusters']} ({kept} of {tokens})"
     if cfg.load_from:
         assert schedule == (f'{cfg.train_cfg.max_iters // 1000}k, lr '
                             f'{cfg.optim_wrapper.optimizer.lr:.0e}'.replace(
@@ -311,6 +443,9 @@ def test_model_builds_small(path):
     is_ailurus = model_cfg.backbone.type == 'AiluRusViT'
     assert type(model.backbone).__name__ == model_cfg.backbone.type
     assert model.with_neck == is_ailurus
+    if is_ailurus:  # the defaults, or what the config sets
+        assert {knob: getattr(model.backbone, knob)
+                for knob in KNOBS} == expected_knobs(path)
     with torch.no_grad():
         logits = model(torch.rand(2, 3, 64, 64), mode='tensor')
     assert logits.shape == (2, head.num_classes, 4, 4)
@@ -335,7 +470,8 @@ def test_vitl_design_card_builds_full_size():
     model = build(model_cfg).eval()
     backbone = model.backbone
     assert type(backbone).__name__ == 'AiluRusViT'
-    assert (backbone.cluster_layer, backbone.num_clusters) == (1, 0.65)
+    assert {knob: getattr(backbone, knob) for knob in KNOBS} == \
+        knob_defaults()
     assert len(backbone.layers) == 24
     assert backbone.pos_embed.shape == (1, 40 * 40 + 1, 1024)
     assert sum(p.numel() for p in backbone.parameters()) == vit_params(

@@ -275,6 +275,7 @@ def test_patch_bias_kept_for_patch_bias_models(image):
             model(image, mode='tensor'), official(image), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tool_converts_an_official_checkpoint_file(tmp_path, image):
     """The whole path: an official checkpoint file ({'model': ...}) through
     tools/convert_checkpoint.py, read back by the tools' strict loader."""

@@ -154,6 +154,7 @@ def tiny_vanilla_checkpoint(path: str, config: str) -> str:
 
 
 @pytest.mark.parametrize('name', END_TO_END)
+@pytest.mark.slow
 def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
     spec = DATASETS[name]
     data_root = request.getfixturevalue(spec['root'])

@@ -365,6 +365,7 @@ def coco_metrics(output: str):
             if 'coco/bbox_mAP:' in line and 'coco/segm_mAP:' in line]
 
 
+@pytest.mark.slow
 def test_train_evaluates_with_coco_metric(vanilla_run):
     _, checkpoint, out = vanilla_run
     assert osp.isfile(checkpoint)
@@ -378,6 +379,7 @@ def _load_results(path):
         return pickle.load(f)
 
 
+@pytest.mark.slow
 def test_no_finetune_nothing_merged_matches_vanilla_detections(
         tmp_path, coco_root, vanilla_run):
     vanilla_cfg, checkpoint, _ = vanilla_run
@@ -404,6 +406,7 @@ def test_no_finetune_nothing_merged_matches_vanilla_detections(
         assert res['masks'] == ref['masks']
 
 
+@pytest.mark.slow
 def test_finetune_with_clustering_from_vanilla_checkpoint(
         tmp_path, coco_root, vanilla_run):
     _, vanilla_checkpoint, _ = vanilla_run

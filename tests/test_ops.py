@@ -16,7 +16,7 @@ def _tokens(batch=2, hw=(6, 7), channels=8, seed=0):
 
 def reference_clustering(x, hw_shape, num_clusters, k, spatial_weight,
                          window=None):
-    """METHOD.md steps 1-5 written with loops over tokens, one image.
+    """docs/method.md steps 1-5 written with loops over tokens, one image.
 
     Returns (anchors sorted, index) as Python lists.
     """

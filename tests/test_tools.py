@@ -8,8 +8,9 @@ import torch
 
 from conftest import CONFIGS, run_tool, write_tiny_config
 
-AILURUS_B = osp.join(CONFIGS, 'segmenter',
-                     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
+AILURUS_B = osp.join(
+    CONFIGS, 'segmenter',
+    'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
 VANILLA_B = 'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py'
 
 
@@ -51,6 +52,7 @@ def ailurus_trained(tmp_path_factory, ade20k_root):
     return cfg, work
 
 
+@pytest.mark.slow
 def test_train_then_test_ailurus(tmp_path, ailurus_trained):
     cfg, work = ailurus_trained
     checkpoint = work / 'iter_2.pth'
@@ -63,6 +65,7 @@ def test_train_then_test_ailurus(tmp_path, ailurus_trained):
     assert 'was not trained with AiluRusViT' not in out
 
 
+@pytest.mark.slow
 def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained):
     """--resume loads the Runner's checkpoint (optimizer, schedulers, message
     hub) under torch's weights_only loader and goes on from iteration 2."""
@@ -79,6 +82,7 @@ def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained):
     assert (resumed / 'iter_3.pth').is_file()
 
 
+@pytest.mark.slow
 def test_no_finetune_evaluates_vanilla_checkpoint(tmp_path, ade20k_root,
                                                   vanilla_checkpoint):
     checkpoint, vanilla_metrics = vanilla_checkpoint

@@ -76,8 +76,8 @@ def make_det_batch(cfg: Config,
                             training=True)
     finally:
         preprocessor.batch_augments = batch_augments
-    return data['inputs'].to(device), [s.to(device) for s in
-                                        data['data_samples']]
+    samples = [sample.to(device) for sample in data['data_samples']]
+    return data['inputs'].to(device), samples
 
 
 def backbone_fn(model: nn.Module,

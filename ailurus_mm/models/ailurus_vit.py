@@ -56,7 +56,8 @@ class AiluRusViT(VisionTransformer):
     an :class:`AiluRusOutputs`; the ``TokenRecover`` neck restores them to the
     full grid, so decode heads receive exactly what ``VisionTransformer``
     returns. Parameters are those of ``VisionTransformer`` (same names), so
-    mmseg checkpoints load strictly.
+    mmseg checkpoints load strictly. ``docs/method.md`` describes the method
+    step by step and what each knob controls.
 
     Args:
         cluster_layer: 0-based index of the layer whose output is clustered,
@@ -70,7 +71,10 @@ class AiluRusViT(VisionTransformer):
             distance; 0 gives plain DPC-kNN.
         window: ``None`` (global) or a radius ``>= 1``: density and distance
             indicator only look at a ``(2w + 1)^2`` neighbourhood (faster for
-            long sequences, an approximation).
+            long sequences, an approximation). Any value is accepted; at run
+            time the radius is clipped to the token grid, and a window with
+            as many candidates as the whole grid runs the global form, so it
+            never costs more than ``None`` (see :func:`cluster_tokens`).
         prop_attn: Add ``log(cluster size)`` of the key token to the attention
             logits of the layers after clustering.
         reducer: How tokens are grouped: ``'dpc_knn'`` (AiluRus's

@@ -1,4 +1,5 @@
-"""Entry point of the clustering: tokens in, a :class:`ClusterAssignment` out."""
+"""Entry point of the clustering: tokens in, a :class:`ClusterAssignment`
+out."""
 import numbers
 from typing import NamedTuple, Optional, Tuple, Union
 
@@ -9,7 +10,7 @@ from .density import (assign_to_anchors, distance_indicator, knn_density,
                       select_anchors, spatial_aware_distance)
 from .reducers import (bipartite_clusters, farthest_point_anchors,
                        grid_clusters, kmeans_clusters, random_anchors)
-from .window import assign_in_window, window_density_and_delta
+from .window import assign_in_window, use_window, window_density_and_delta
 
 # The token reducers :func:`cluster_tokens` runs, and the knobs each one
 # takes (besides ``num_clusters``). ``dpc_knn`` is AiluRus's spatial-aware
@@ -81,7 +82,7 @@ def cluster_tokens(x: Tensor,
                    token_sizes: Optional[Tensor] = None,
                    reducer: str = 'dpc_knn') -> ClusterAssignment:
     """Cluster patch tokens: by default AiluRus's spatial-aware density-peak
-    clustering (steps 1-5 of ``docs/method.md``), or another reducer.
+    clustering (docs/method.md, steps 1-5), or another reducer.
 
     Not differentiable: the result is an assignment of tokens to clusters.
     Use :func:`merge_tokens` and :func:`recover_tokens` for the features.
@@ -96,7 +97,11 @@ def cluster_tokens(x: Tensor,
         window: If set, kNN, delta and anchor candidates are limited to a
             ``(2 * window + 1)^2`` neighbourhood (no ``O(N^2)`` step; see
             :mod:`ailurus_mm.ops.window`). ``None``: the global form, with
-            assignment global in feature space.
+            assignment global in feature space. Any radius is accepted and
+            the cost never exceeds the global form's: the radius is clipped
+            to the grid, and when the clipped window has at least ``N - 1``
+            candidates per token (as many as the global form), the global
+            form runs instead (:func:`~ailurus_mm.ops.window.use_window`).
         token_sizes: Optional sizes ``[B, N]`` of already merged tokens;
             ``sizes`` then sums them.
         reducer: One of :data:`REDUCERS`: ``'dpc_knn'`` (AiluRus),
@@ -142,7 +147,7 @@ def cluster_tokens(x: Tensor,
         del dist
         index = assign_to_anchors(x, anchors)
     else:
-        if window is None:
+        if not use_window(window, hw_shape):
             dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
             rho = knn_density(dist, num_neighbours, scale)
             delta = distance_indicator(dist, rho)

@@ -1,4 +1,5 @@
-"""Spatial-aware density-peak clustering, global form (METHOD.md steps 1-5).
+"""Spatial-aware density-peak clustering, global form (docs/method.md,
+steps 1-5).
 
 All tensors are batched: ``[batch, tokens, channels]`` for features, and the
 functions work per image without Python loops over tokens. Nothing here is
@@ -81,7 +82,8 @@ def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
     Args:
         x: Patch tokens of shape ``[B, N, C]`` with ``N = H * W``.
         hw_shape: The token grid ``(H, W)``.
-        spatial_weight: ``lambda`` in METHOD.md, ``>= 0``.
+        spatial_weight: Weight of the spatial term (docs/method.md, step
+            1), ``>= 0``.
 
     Returns:
         ``(dist, scale)``: distances ``[B, N, N]`` (zero on the diagonal) and

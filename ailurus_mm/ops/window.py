@@ -7,9 +7,16 @@ anchor (in feature space) among the anchors inside that neighbourhood; tokens
 with no anchor in their window fall back to all anchors. Time is
 ``O(N w^2 C)`` plus the fallback, memory ``O(N w^2)``. The loops below run
 over window offsets, never over tokens. Not differentiable (selection only).
+
+The radius is clipped to the grid (:func:`window_radii`): offsets that can
+never land on the grid are not computed, which changes no result, so a
+window larger than the grid costs no more than one that just covers it.
+:func:`~ailurus_mm.ops.cluster_tokens` goes further and runs the global form
+when the clipped window has at least as many candidates per token as the
+grid (:func:`use_window`).
 """
 import math
-from typing import List, NamedTuple, Tuple
+from typing import List, NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -32,9 +39,40 @@ class WindowNeighbours(NamedTuple):
     inside: Tensor
 
 
-def _window_offsets(window: int) -> List[Tuple[int, int]]:
-    return [(dy, dx) for dy in range(-window, window + 1)
-            for dx in range(-window, window + 1) if (dy, dx) != (0, 0)]
+def window_radii(window: int,
+                 hw_shape: Tuple[int, int]) -> Tuple[int, int]:
+    """The radius actually used along rows and columns of an ``H x W``
+    grid: ``(min(window, H - 1), min(window, W - 1))``.
+
+    A row offset beyond ``H - 1`` (column offset beyond ``W - 1``) never
+    lands on the grid, so leaving it out changes no result.
+    """
+    return min(int(window), int(hw_shape[0]) - 1), min(
+        int(window), int(hw_shape[1]) - 1)
+
+
+def window_offsets(window: int,
+                   hw_shape: Tuple[int, int]) -> List[Tuple[int, int]]:
+    """Grid offsets ``(dy, dx)`` of a token's window neighbours, the token
+    itself excluded, in raster order, clipped to the grid: at most
+    ``(2H - 1)(2W - 1) - 1`` whatever ``window`` is."""
+    rows, cols = window_radii(window, hw_shape)
+    return [(dy, dx) for dy in range(-rows, rows + 1)
+            for dx in range(-cols, cols + 1) if (dy, dx) != (0, 0)]
+
+
+def use_window(window: Optional[int], hw_shape: Tuple[int, int]) -> bool:
+    """Whether the windowed form is cheaper than the global one on this grid.
+
+    False for ``None`` and when the clipped window has at least ``N - 1``
+    candidates per token, as many as the global form compares every token
+    with: it would then do more work than the global form for a coarser
+    result.
+    """
+    if window is None:
+        return False
+    num_tokens = int(hw_shape[0]) * int(hw_shape[1])
+    return len(window_offsets(window, hw_shape)) < num_tokens - 1
 
 
 def _shift(grid: Tensor, dy: int, dx: int, fill: float) -> Tensor:
@@ -75,7 +113,7 @@ def window_neighbours(x: Tensor, hw_shape: Tuple[int, int],
     batch, num_tokens, channels = x.shape
     height, width = hw_shape
     grid = x.reshape(batch, height, width, channels)
-    offsets = _window_offsets(window)
+    offsets = window_offsets(window, hw_shape)
     half = {}
     for dy, dx in offsets[len(offsets) // 2:]:  # the "positive" half
         shifted = _shift(grid.permute(0, 3, 1, 2), dy, dx, 0.0)
@@ -105,7 +143,7 @@ def window_neighbours(x: Tensor, hw_shape: Tuple[int, int],
 def window_density_and_delta(
         x: Tensor, hw_shape: Tuple[int, int], k: int, spatial_weight: float,
         window: int) -> Tuple[Tensor, Tensor, WindowNeighbours]:
-    """Steps 1-3 of METHOD.md restricted to a spatial window.
+    """Steps 1-3 of docs/method.md restricted to a spatial window.
 
     Uses the same spatial-aware distance as the global form, with the median
     feature distance estimated by :func:`sampled_median_distance`. Tokens
@@ -118,7 +156,8 @@ def window_density_and_delta(
         hw_shape: ``(H, W)`` with ``H * W == N``.
         k: Neighbours for the density; clipped to the window size.
         spatial_weight: ``lambda``, ``>= 0``.
-        window: Radius ``w >= 1``.
+        window: Radius ``w >= 1``, clipped to the grid
+            (:func:`window_radii`).
 
     Returns:
         ``(rho, delta, neighbours)``; ``rho`` and ``delta`` are ``[B, N]``.
@@ -126,7 +165,7 @@ def window_density_and_delta(
     batch, num_tokens, _ = x.shape
     scale = sampled_median_distance(x).clamp_min(torch.finfo(x.dtype).eps)
     neighbours = window_neighbours(x, hw_shape, window)
-    offsets = _window_offsets(window)
+    offsets = window_offsets(window, hw_shape)
     spatial = x.new_tensor([math.hypot(dy, dx) for dy, dx in offsets])
     dist = neighbours.feature_dist + (spatial_weight * scale).view(
         -1, 1, 1) * spatial / max(hw_shape)
