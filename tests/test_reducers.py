@@ -180,7 +180,7 @@ def test_bipartite_matches_reference(num_clusters):
     assert torch.equal(out.index, expected)
 
 
-# -- random anchors -------------------------------------------------------------
+# -- random anchors -------------------------------------------------------
 def test_random_anchors_nearest_assignment_reference():
     x = _tokens()
     out = cluster_tokens(x, (6, 7), 9, reducer='random')
@@ -199,7 +199,7 @@ def test_random_anchors_nearest_assignment_reference():
             assert int(out.index[b, i]) == expected
 
 
-# -- farthest-point anchors ------------------------------------------------------
+# -- farthest-point anchors -----------------------------------------------
 def _farthest_reference(x, hw, num_clusters, k=5, spatial_weight=1.0):
     from ailurus_mm.ops.density import knn_density
     dist, scale = spatial_aware_distance(x, hw, spatial_weight)

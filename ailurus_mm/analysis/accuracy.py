@@ -337,7 +337,8 @@ def plot_drops(rows: Sequence[Row], path: str, title: str = '') -> None:
                 keep, drop, noise = zip(*points)
                 ax.errorbar(keep, drop, yerr=noise, fmt='o' + style,
                             color=colours.get(name), markersize=3,
-                            capsize=2, label=f"{name}{'' if attn else ' (no prop)'}")
+                            capsize=2,
+                            label=name if attn else f'{name} (no prop)')
         tokens = next(r.tokens for r in rows if r.split == split)
         ax.axhline(0, color='k', linewidth=0.8)
         ax.set_xlabel('fraction of tokens kept')
