@@ -139,11 +139,15 @@ def test_whole_benchmark_on_a_tiny_model(tmp_path, tiny_proxy_config):
     out = tmp_path / 'out'
     summary = run_accuracy_benchmark(
         str(out), num_train=4, num_val=4, size=64, iters=2,
-        reducers=['tome'], keeps=[1.0, 0.5],
+        reducers=['tome', 'grid'], keeps=[1.0, 0.5], jobs=2,
         config=tiny_proxy_config, log=lambda *a: None)
     rows = read_csv(str(out / 'accuracy.csv'))
-    # 2 splits x (vanilla + 1 reducer x 2 prop_attn x 2 keeps)
-    assert len(rows) == 2 * (1 + 1 * 2 * 2)
+    # 2 splits x (vanilla + 2 reducers x 2 prop_attn x 2 keeps), in the
+    # order of one process although two evaluated them.
+    assert len(rows) == 2 * (1 + 2 * 2 * 2)
+    assert [(r.reducer, r.prop_attn, r.keep) for r in rows[:5]] == [
+        ('vanilla', None, 1.0), ('tome', False, 1.0), ('tome', False, 0.5),
+        ('tome', True, 1.0), ('tome', True, 0.5)]
     assert [r.tokens for r in rows if r.reducer == 'vanilla'] == [16, 64]
     for row in rows:
         if row.reducer != 'vanilla' and row.keep == 1.0:

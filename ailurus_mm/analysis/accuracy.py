@@ -395,6 +395,47 @@ def fastest_within(rows: Sequence[Row], split: str, budget: float = 0.3,
     return min(candidates, key=lambda r: (r.kept_tokens, r.drop))
 
 
+def _evaluate_job(args) -> List[Row]:
+    cfg_text, checkpoint, names, keeps, prop_attn, device = args
+    torch.set_num_threads(1)
+    cfg = Config.fromstring(cfg_text, '.py')
+    return evaluate_settings(cfg, load_weights(checkpoint),
+                             find_reducers(names), keeps, prop_attn,
+                             device=device)
+
+
+def evaluate_in_parallel(cfg: Config, checkpoint: str,
+                         reducers: Sequence[Reducer], keeps: Sequence[float],
+                         prop_attn: Sequence[bool], jobs: int = 1,
+                         device: str = 'cpu', log=print) -> List[Row]:
+    """:func:`evaluate_settings` with the reducers spread over ``jobs``
+    processes; the rows come back in the order of one process."""
+    if jobs <= 1 or len(reducers) <= 1:
+        return evaluate_settings(cfg, load_weights(checkpoint), reducers,
+                                 keeps, prop_attn, device=device, log=log)
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    names = [r.name for r in reducers]
+    chunks = [names[i::jobs] for i in range(jobs)]
+    work = [(cfg.pretty_text, checkpoint, chunk, list(keeps),
+             list(prop_attn), device) for chunk in chunks if chunk]
+    log(f'evaluating {len(names)} reducers in {len(work)} processes')
+    with ProcessPoolExecutor(
+            len(work), mp_context=multiprocessing.get_context('spawn')) as ex:
+        parts = list(ex.map(_evaluate_job, work))
+    order = {name: i for i, name in enumerate(['vanilla'] + names)}
+    rows = {}
+    for part in parts:
+        for row in part:  # every part has the vanilla rows: keep one
+            rows.setdefault((row.split, row.reducer, row.prop_attn,
+                             row.keep), row)
+    split_order = {s.name: i for i, s in enumerate(splits())}
+    return sorted(rows.values(), key=lambda r: (
+        split_order.get(r.split, 0), order[r.reducer],
+        r.prop_attn is True, -r.keep))
+
+
 def set_schedule(cfg: Config, iters: int, lr: Optional[float] = None,
                  warmup: bool = True) -> Config:
     """Set a proxy config's schedule to ``iters`` iterations (warm-up over
@@ -443,7 +484,7 @@ def finetune_proxy(cfg: Config, checkpoint: str, work_dir: str,
 def run_accuracy_benchmark(out_dir: str,
                            checkpoint: Optional[str] = None,
                            num_train: int = 2000,
-                           num_val: int = 100,
+                           num_val: int = 64,
                            size: int = 320,
                            seed: int = 0,
                            iters: Optional[int] = None,
@@ -456,8 +497,12 @@ def run_accuracy_benchmark(out_dir: str,
                            config: Optional[str] = None,
                            cfg_options: Optional[Dict] = None,
                            device: str = 'cpu',
+                           jobs: int = 1,
                            log=print) -> Dict:
     """Generate, train (unless ``checkpoint``), evaluate, fine-tune, report.
+
+    ``jobs > 1`` evaluates the reducers in that many processes of one
+    torch thread each (the figures do not depend on it).
 
     Writes into ``out_dir``: ``data/`` (the dataset), ``train/`` (Runner
     work dir), ``accuracy.csv``, ``accuracy.png``, ``accuracy.md`` and
@@ -489,8 +534,8 @@ def run_accuracy_benchmark(out_dir: str,
         log(f'exported {checkpoint} '
             f'({osp.getsize(checkpoint) / 2**20:.1f} MB)')
     state_dict = load_weights(checkpoint)
-    rows = evaluate_settings(cfg, state_dict, find_reducers(reducers),
-                             keeps, prop_attn, device=device, log=log)
+    rows = evaluate_in_parallel(cfg, checkpoint, find_reducers(reducers),
+                                keeps, prop_attn, jobs, device, log)
     write_csv(rows, osp.join(out_dir, 'accuracy.csv'))
     plot_drops(rows, osp.join(out_dir, 'accuracy.png'))
     split_names = list(dict.fromkeys(r.split for r in rows))
@@ -575,7 +620,7 @@ def accuracy_parser():
     parser.add_argument('--export', help='where to write the trained fp16 '
                         'model (default: OUT_DIR/proxy_fp16.pth)')
     parser.add_argument('--num-train', type=int, default=2000)
-    parser.add_argument('--num-val', type=int, default=100)
+    parser.add_argument('--num-val', type=int, default=64)
     parser.add_argument('--size', type=int, default=320,
                         help='training resolution; validation at it and 2x')
     parser.add_argument('--seed', type=int, default=0)
@@ -589,6 +634,9 @@ def accuracy_parser():
                         help='skip the fine-tuning study')
     parser.add_argument('--config', help='another proxy training config')
     parser.add_argument('--threads', type=int)
+    parser.add_argument('--jobs', type=int, default=1,
+                        help='evaluate the reducers in this many processes '
+                        '(one torch thread each)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     return parser
@@ -605,7 +653,7 @@ def accuracy_main(argv=None) -> Dict:
         keeps=args.keeps,
         prop_attn=[p == 'on' for p in dict.fromkeys(args.prop_attn)],
         finetune=not args.no_finetune, config=args.config,
-        cfg_options=args.cfg_options, device=args.device)
+        cfg_options=args.cfg_options, device=args.device, jobs=args.jobs)
     print(open(osp.join(args.out_dir, 'accuracy.md')).read())
     best = summary['fastest_within_0_3']
     if best:
