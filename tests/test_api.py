@@ -23,6 +23,13 @@ DET_AILURUS = osp.join(CONFIGS, 'mask_rcnn',
 KNOBS = dict(cluster_layer=0, num_clusters=0.5)
 
 
+def _mm_config(tmp_path, name):
+    """``Config.fromfile`` of an ``mmseg::``/``mmdet::`` config."""
+    path = tmp_path / 'from_package.py'
+    path.write_text(f'_base_ = [{name!r}]\n')
+    return Config.fromfile(str(path))
+
+
 def _defaults():
     return dict(cluster_layer=1, num_clusters=0.65, k=5, spatial_weight=1.0,
                 window=None, prop_attn=False)
@@ -132,8 +139,8 @@ def test_apply_names_the_backbone_it_cannot_convert():
         ailurus_mm.apply(MODELS.build(dict(type='ResNet', depth=18)))
 
 
-def test_to_ailurus_config_equals_our_config():
-    vanilla = Config.fromfile(VANILLA_B)
+def test_to_ailurus_config_equals_our_config(tmp_path):
+    vanilla = _mm_config(tmp_path, VANILLA_B)
     converted = ailurus_mm.to_ailurus_config(vanilla, num_clusters=0.65)
     ours = Config.fromfile(AILURUS_B)
     assert vanilla.model.backbone.type == 'VisionTransformer'  # a copy
@@ -159,14 +166,15 @@ def test_to_ailurus_config_of_a_detector_equals_our_config():
     assert converted.custom_imports.imports == ['ailurus_mm.models.det']
 
 
-def test_to_ailurus_config_refuses_and_validates():
+def test_to_ailurus_config_refuses_and_validates(tmp_path):
     with pytest.raises(TypeError,
                        match=r"model\.backbone\.type is 'ResNetV1c'"):
-        ailurus_mm.to_ailurus_config(Config.fromfile(
+        ailurus_mm.to_ailurus_config(_mm_config(
+            tmp_path,
             'mmseg::pspnet/pspnet_r50-d8_4xb2-40k_cityscapes-512x1024.py'))
     with pytest.raises(ValueError, match=r'cluster_layer must be an int '
                        r'\[0, 10\]'):
-        ailurus_mm.to_ailurus_config(Config.fromfile(VANILLA_B),
+        ailurus_mm.to_ailurus_config(_mm_config(tmp_path, VANILLA_B),
                                      cluster_layer=11)
 
 

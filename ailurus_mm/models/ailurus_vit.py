@@ -122,7 +122,8 @@ class AiluRusViT(VisionTransformer):
         """Validate (:meth:`check_knobs`) and set the knobs; nothing is
         changed if one is invalid. Also called on a built mmseg
         ``VisionTransformer`` by ``ailurus_mm.apply``."""
-        self.out_indices = self.check_knobs(
+        # Also runs on a VisionTransformer (before its class is switched).
+        self.out_indices = AiluRusViT.check_knobs(
             len(self.layers), self.out_indices, cluster_layer, num_clusters,
             k, spatial_weight, window, prop_attn)
         self.cluster_layer = cluster_layer
