@@ -34,7 +34,7 @@ from typing import Callable, Dict, Optional
 
 from mmengine.hooks import Hook
 from mmengine.logging import print_log
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop, find_latest_checkpoint
 from torch import nn
 
@@ -65,6 +65,14 @@ def find_ailurus_backbone(model: nn.Module) -> Optional[AiluRusViT]:
 def ailurus_settings(backbone: AiluRusViT) -> str:
     """``cluster_layer=1, num_clusters=0.65, ...`` of a backbone."""
     return ', '.join(f'{name}={getattr(backbone, name)!r}' for name in KNOBS)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The model whose state dict a checkpoint holds: without DDP-style and
+    test-time-augmentation wrappers (as mmengine loads it)."""
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
 
 
 def _is_training(runner) -> bool:
@@ -149,8 +157,7 @@ class StrictLoadHook(Hook):
     def after_load_checkpoint(self, runner, checkpoint: Dict) -> None:
         self._read = True
         source = self._source or self._guess_source(runner)
-        model = runner.model.module if is_model_wrapper(runner.model) \
-            else runner.model
+        model = unwrap_model(runner.model)
         if runner._resume:
             check_runner_checkpoint(checkpoint, source)
         # Before mmengine loads it non-strictly.
@@ -192,5 +199,5 @@ class StrictLoadHook(Hook):
 
 
 def _backbone(model: nn.Module) -> object:
-    model = model.module if is_model_wrapper(model) else model
+    model = unwrap_model(model)
     return getattr(model, 'backbone', model)
