@@ -95,8 +95,11 @@ def test_two_gloo_ranks_train_and_synchronise(tmp_path, ade20k_root):
     from mmengine.config import Config
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
+
+    import ailurus_mm.models  # noqa: F401
     init_default_scope('mmseg')
-    model = MODELS.build(Config.fromfile(cfg).model)
+    model = MODELS.build(
+        Config.fromfile(cfg, import_custom_modules=False).model)
     state_dict = checkpoint_state_dict(read_checkpoint(
         str(work / 'iter_2.pth')))
     check_state_dict(model, state_dict)
