@@ -4,9 +4,10 @@ The configs ship inside the package as ``ailurus_mm/.mim/configs`` (as
 OpenMMLab packages ship theirs; ``setup.py`` copies them there when the
 package is built, or links them in an editable install), so they are found
 the same way from a source checkout, an editable install and a regular
-``pip install .``. In a user's own config:
-
-    _base_ = ['ailurus_mm::segmenter/ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py']  # noqa
+``pip install .``. mmengine 0.10 resolves ``package::`` bases only for
+OpenMMLab's own packages, so a user's config inherits ours by path:
+``python -c "import ailurus_mm; print(ailurus_mm.config_dir())"`` prints
+where they are.
 """
 import os.path as osp
 from typing import Optional
@@ -34,12 +35,10 @@ def config_dir() -> str:
 
 def find_config(name: str) -> str:
     """The path of a config: an existing file as given, else ``name``
-    (optionally ``ailurus_mm::name``) inside :func:`config_dir`."""
+    inside :func:`config_dir` (e.g. ``'segmenter_vitl_ailurus.py'``)."""
     if osp.isfile(name):
         return name
-    relative = name.split('::', 1)[1] if name.startswith('ailurus_mm::') \
-        else name
-    path = osp.join(config_dir(), relative)
+    path = osp.join(config_dir(), name)
     if osp.isfile(path):
         return path
     raise FileNotFoundError(
