@@ -37,6 +37,7 @@ from ailurus_mm.analysis.demo import DEFAULT_CONFIG
 assert osp.isfile(DEFAULT_CONFIG), DEFAULT_CONFIG
 '''
 
+
 @pytest.mark.slow
 def test_non_editable_install_ships_configs(tmp_path):
     # Build from a copy: building in the checkout would leave a copy of the

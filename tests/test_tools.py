@@ -8,8 +8,9 @@ import torch
 
 from conftest import CONFIGS, run_tool, write_tiny_config
 
-AILURUS_B = osp.join(CONFIGS, 'segmenter',
-                     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
+AILURUS_B = osp.join(
+    CONFIGS, 'segmenter',
+    'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py')
 VANILLA_B = 'mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py'
 
 

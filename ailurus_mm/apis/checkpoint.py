@@ -23,8 +23,8 @@ import torch
 from torch import nn
 
 # allow_mmengine_checkpoints: re-exported for the analysis tools
-from ailurus_mm.compat import (allow_mmengine_checkpoints,  # noqa: F401
-                               mmengine_checkpoint_globals)
+from ailurus_mm.compat import allow_mmengine_checkpoints  # noqa: F401
+from ailurus_mm.compat import mmengine_checkpoint_globals
 
 # What ``Runner.resume`` reads besides the weights.
 RUNNER_CHECKPOINT_KEYS = ('meta', 'state_dict', 'message_hub')
