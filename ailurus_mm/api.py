@@ -38,11 +38,16 @@ def _check_knob_names(knobs: Dict[str, Any]) -> None:
                         f'{list(KNOB_NAMES)}')
 
 
-def _merged_decode_not_available(merged_decode: bool) -> None:
-    # TODO(lead): wire to the issue-9 merged decoding once merged.
-    if merged_decode:
+def _enable_merged_decode():
+    """``ailurus_mm.models.enable_merged_decode``, once merged decoding is
+    part of the package."""
+    try:
+        from ailurus_mm.models import enable_merged_decode
+    except ImportError as error:
         raise NotImplementedError(
-            'merged_decode=True is not available in this version')
+            'merged_decode=True is not available in this version of '
+            'ailurus_mm') from error
+    return enable_merged_decode
 
 
 def apply(model: nn.Module,
@@ -59,7 +64,8 @@ def apply(model: nn.Module,
 
     Args:
         model: The model, or a DDP-style wrapper around it.
-        merged_decode: Reserved for merged decoding (not available yet).
+        merged_decode: Also run the decode head on the merged tokens
+            (``enable_merged_decode``, where the head supports it).
         **knobs: ``AiluRusViT`` knobs.
 
     Returns:
@@ -76,7 +82,7 @@ def apply(model: nn.Module,
     from ailurus_mm.models import AiluRusViT, TokenRecover
 
     _check_knob_names(knobs)
-    _merged_decode_not_available(merged_decode)
+    enable_merged_decode = _enable_merged_decode() if merged_decode else None
     inner = model.module if is_model_wrapper(model) else model
     backbone = getattr(inner, 'backbone', None)
     if isinstance(backbone, AiluRusViT):
@@ -98,8 +104,10 @@ def apply(model: nn.Module,
     if not isinstance(neck, TokenRecover):
         # EncoderDecoder and mmdet's detectors run ``self.neck`` when set.
         inner.neck = TokenRecover(neck=neck)
+    if enable_merged_decode is not None:
+        enable_merged_decode(inner)
     if isinstance(getattr(inner, 'cfg', None), Config):
-        inner.cfg = to_ailurus_config(inner.cfg, **knobs)
+        inner.cfg = to_ailurus_config(inner.cfg, merged_decode, **knobs)
     return model
 
 
@@ -121,7 +129,8 @@ def to_ailurus_config(cfg: Union[Config, ConfigDict, dict],
 
     Args:
         cfg: A whole config (with ``model``).
-        merged_decode: Reserved for merged decoding (not available yet).
+        merged_decode: Also run the decode head on the merged tokens
+            (``model.type='AiluRusEncoderDecoder'``, ``merged_decode=True``).
         **knobs: ``AiluRusViT`` knobs.
 
     Raises:
@@ -134,7 +143,8 @@ def to_ailurus_config(cfg: Union[Config, ConfigDict, dict],
     from .apis.config import enable_strict_loading
 
     _check_knob_names(knobs)
-    _merged_decode_not_available(merged_decode)
+    if merged_decode:
+        _enable_merged_decode()  # available?
     cfg = copy.deepcopy(cfg) if isinstance(cfg, Config) else Config(
         copy.deepcopy(dict(cfg)))
     if 'model' not in cfg or 'backbone' not in cfg.model:
@@ -166,4 +176,12 @@ def to_ailurus_config(cfg: Union[Config, ConfigDict, dict],
     if not any(name.startswith('ailurus_mm.models') for name in names):
         names.append('ailurus_mm.models')
     cfg.custom_imports = dict(imports=names, allow_failed_imports=False)
+    if merged_decode:
+        if cfg.model.get('type') not in ('EncoderDecoder',
+                                         'AiluRusEncoderDecoder'):
+            raise TypeError('merged_decode=True is for mmseg '
+                            'EncoderDecoder segmentors; model.type is '
+                            f'{cfg.model.get("type")!r}')
+        cfg.model.type = 'AiluRusEncoderDecoder'
+        cfg.model.merged_decode = True
     return enable_strict_loading(cfg)
