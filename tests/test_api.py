@@ -116,8 +116,35 @@ def test_apply_validates_knobs_as_the_constructor(segmenter):
     with pytest.raises(TypeError, match=r"unknown AiluRus knob\(s\) "
                        r"\['num_cluster'\]"):
         ailurus_mm.apply(model, num_cluster=0.5)
-    with pytest.raises(NotImplementedError, match='merged_decode=True'):
-        ailurus_mm.apply(model, merged_decode=True)
+
+
+def test_merged_decode_equals_the_merged_decode_config(segmenter):
+    from mmseg.apis import inference_model, init_model
+
+    vanilla, _, checkpoint, image = segmenter
+    model = init_model(vanilla, checkpoint, device='cpu')
+    try:
+        from ailurus_mm.models import enable_merged_decode  # noqa: F401
+    except ImportError:  # before merged decoding is in the package
+        with pytest.raises(NotImplementedError, match='merged_decode=True'):
+            ailurus_mm.apply(model, merged_decode=True)
+        return
+    ailurus_mm.apply(model, merged_decode=True, **KNOBS)
+    assert type(model).__name__ == 'AiluRusEncoderDecoder'
+    assert model.merged_decode is True
+    cfg = ailurus_mm.to_ailurus_config(Config.fromfile(vanilla),
+                                       merged_decode=True, **KNOBS)
+    assert (cfg.model.type, cfg.model.merged_decode) == (
+        'AiluRusEncoderDecoder', True)
+    reference = init_model(cfg, checkpoint, device='cpu')
+    actual = inference_model(model, image)
+    expected = inference_model(reference, image)
+    assert torch.equal(actual.seg_logits.data, expected.seg_logits.data)
+    with pytest.raises(TypeError, match=r"merged_decode=True is for mmseg "
+                       r"EncoderDecoder segmentors; model\.type is "
+                       r"'MaskRCNN'"):
+        ailurus_mm.to_ailurus_config(Config.fromfile(DET_VANILLA),
+                                     merged_decode=True)
 
 
 def test_apply_names_the_backbone_it_cannot_convert():
