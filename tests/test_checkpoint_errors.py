@@ -155,3 +155,14 @@ def test_train_checkpoint_errors_name_the_file(tmp_path, tiny_cfg, resume):
                        match=f'{path} is empty') as error:
         runner.train()
     assert error.value.__cause__ is not None
+
+
+def test_our_test_tool_names_a_text_checkpoint(tmp_path, tiny_cfg):
+    from ailurus_mm.apis.checkpoint import CheckpointReadError
+    from ailurus_mm.apis.runner import test as run_test
+
+    path = str(tmp_path / 'notes.pth')
+    _text(path)
+    with pytest.raises(CheckpointReadError,
+                       match=f'{path} is not a torch checkpoint'):
+        run_test([tiny_cfg, path, '--work-dir', str(tmp_path / 'w')])
