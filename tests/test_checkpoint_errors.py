@@ -166,3 +166,17 @@ def test_our_test_tool_names_a_text_checkpoint(tmp_path, tiny_cfg):
     with pytest.raises(CheckpointReadError,
                        match=f'{path} is not a torch checkpoint'):
         run_test([tiny_cfg, path, '--work-dir', str(tmp_path / 'w')])
+
+
+@pytest.mark.parametrize('mode,resume,match', [
+    ('test', False, r'checkpoint \S+nowhere\.pth does not exist'),
+    ('train', True, r'checkpoint \S+nowhere\.pth to resume from does not '
+     r'exist'),
+])
+def test_missing_checkpoint_is_named_by_the_hook(tmp_path, tiny_cfg, mode,
+                                                 resume, match):
+    path = str(tmp_path / 'nowhere.pth')
+    runner = _runner(tiny_cfg, tmp_path / 'w', load_from=path, resume=resume,
+                     experiment_name=f'missing_{mode}')
+    with pytest.raises(FileNotFoundError, match=match):
+        getattr(runner, mode)()

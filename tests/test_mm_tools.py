@@ -153,3 +153,18 @@ def test_our_train_flags_of_mmdet(flags, resume, load_from):
     assert (cfg.resume, cfg.load_from) == (resume, load_from)
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
     assert cfg.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+
+
+def test_our_tta_on_a_box_detector_is_mmdets():
+    """Without a mask head, --tta gets mmdet's test.py defaults."""
+    from ailurus_mm.apis import runner
+
+    args = runner.test_parser().parse_args([
+        DET_AILURUS, 'unused.pth', '--tta', '--cfg-options',
+        'model.roi_head.mask_head=None'])
+    cfg = runner.test_config(args)
+    assert cfg.model.type == 'DetTTAModel'
+    assert cfg.model.module.backbone.type == 'mmseg.AiluRusViT'
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    assert pipeline[-1].type == 'TestTimeAug'
+    assert [t.prob for t in pipeline[-1].transforms[0]] == [1.0, 0.0]

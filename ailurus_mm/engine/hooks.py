@@ -103,14 +103,20 @@ class StrictLoadHook(Hook):
         load_from = runner._load_from
         if no_finetune:
             self._check_no_finetune_run(runner, load_from)
-        if load_from and not runner._resume and '://' not in load_from \
+        if load_from and '://' not in load_from \
                 and not osp.isfile(load_from):
-            # The fine-tuning configs ship a placeholder path.
+            if not _is_training(runner):
+                raise FileNotFoundError(
+                    f'checkpoint {load_from} does not exist')
+            if not runner._resume:
+                # The fine-tuning configs ship a placeholder path.
+                raise FileNotFoundError(
+                    f'load_from={load_from!r} does not exist. A fine-tuning '
+                    'config starts from a vanilla checkpoint of its _base_ '
+                    'config: put it there or pass --cfg-options '
+                    'load_from=PATH (see configs/README.md).')
             raise FileNotFoundError(
-                f'load_from={load_from!r} does not exist. A fine-tuning '
-                'config starts from a vanilla checkpoint of its _base_ '
-                'config: put it there or pass --cfg-options '
-                'load_from=PATH (see configs/README.md).')
+                f'checkpoint {load_from} to resume from does not exist')
         if not getattr(runner.load_checkpoint, '_strict_load_hook', False):
             # This runner only: read through the hook, so that a file that
             # cannot be read is named, and Runner checkpoints are allowed
