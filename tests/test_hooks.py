@@ -92,13 +92,15 @@ print(type(hook).__module__, type(hook).__name__)
     assert out.stdout.split() == ['ailurus_mm.engine.hooks', 'StrictLoadHook']
 
 
-@pytest.mark.parametrize('edit,match', [
+@pytest.mark.parametrize('edit,match,resume', [
     (_drop_decode_head, r'missing in the checkpoint \(\d+\): '
-     r'decode_head\.'),
+     r'decode_head\.', False),
+    (_drop_decode_head, r'missing in the checkpoint \(\d+\): '
+     r'decode_head\.', True),
     (_misshape_ffn, r'shape mismatch \(1\): backbone\.layers\.1\.ffn\.'
-     r'layers\.0\.0\.weight: checkpoint \(7, 32\) vs model \(128, 32\)'),
+     r'layers\.0\.0\.weight: checkpoint \(7, 32\) vs model \(128, 32\)',
+     True),
 ])
-@pytest.mark.parametrize('resume', [False, True])
 def test_checkpoint_that_does_not_fit_fails_before_training(
         tmp_path, trained, edit, match, resume):
     from ailurus_mm.apis.checkpoint import CheckpointMismatchError
