@@ -5,6 +5,7 @@ from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
+from ailurus_mm.apis.config import load_config
 from .benchmark import VARIANTS
 
 
@@ -58,9 +59,7 @@ def benchmark_main(argv: Optional[List[str]] = None) -> dict:
     args = benchmark_parser().parse_args(argv)
     quiet_mmengine()
     allow_mmengine_checkpoints()
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     report = run_benchmark(
         cfg,
         checkpoint=args.checkpoint,
@@ -86,10 +85,7 @@ def _load_cfg(path: str, cfg_options) -> Config:
 
     quiet_mmengine()
     allow_mmengine_checkpoints()
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    return cfg
+    return load_config(path, cfg_options)
 
 
 def visualize_parser() -> argparse.ArgumentParser:

@@ -10,10 +10,12 @@ import os.path as osp
 from typing import List, Optional
 
 import torch
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-REPO = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-DEFAULT_CONFIG = osp.join(REPO, 'configs', 'segmenter_vitl_ailurus.py')
+from ailurus_mm.apis.config import find_config, load_config
+
+# Found in the installed package as well as in a source checkout.
+DEFAULT_CONFIG = find_config('segmenter_vitl_ailurus.py')
 
 
 def demo_parser() -> argparse.ArgumentParser:
@@ -47,9 +49,7 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     allow_mmengine_checkpoints()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    cfg = Config.fromfile(args.config)
-    if args.cfg_options:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options)
     shape = default_shape(cfg)
     device = torch.device(args.device)
     weights = args.checkpoint or 'random weights (no checkpoint given)'

@@ -1,103 +1,155 @@
-"""Loading mmseg/mmengine checkpoints safely and strictly.
+"""Reading checkpoints with clear errors, and loading them strictly.
 
-torch >= 2.6 loads with ``weights_only=True``. Checkpoints written by
-mmengine's Runner hold more than tensors (the message hub's
-``HistoryBuffer`` objects, numpy arrays and scalars in ``meta``), so they fail
-to load through mmengine unless those types are allowed. Our decision: keep
-``weights_only=True`` (no arbitrary code runs when a checkpoint is loaded) and
-add exactly the types mmengine's Runner writes to torch's allowlist with
-:func:`allow_mmengine_checkpoints` (numpy arrays, dtypes and scalars, and
-``HistoryBuffer`` with a ``getattr`` restricted to its statistics methods).
-Importing ``ailurus_mm.models`` calls it, so mmseg's own tools benefit too.
+Every path that reads a checkpoint (our tools, ``StrictLoadHook`` under
+anyone's tools, the Python API, the converter) goes through
+:func:`read_checkpoint` or :func:`describe_read_error`: a file that cannot be
+read raises :class:`CheckpointReadError` naming the file and what is wrong
+with it (missing, empty, truncated, not a torch checkpoint, or an object
+refused by torch's ``weights_only`` loader), with the underlying error
+chained. Runner checkpoints are read with the types mmengine writes allowed
+for that read only (:mod:`ailurus_mm.compat`).
+
+Loading is strict: :func:`check_state_dict` lists the missing, unexpected
+and mis-shaped keys before anything is loaded.
 """
+import os.path as osp
 import pickle
 import re
+import zipfile
 from collections import OrderedDict
 from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
 
+# allow_mmengine_checkpoints: re-exported for the analysis tools
+from ailurus_mm.compat import allow_mmengine_checkpoints  # noqa: F401
+from ailurus_mm.compat import mmengine_checkpoint_globals
 
-def _history_buffer_getattr(obj, name: str):
-    """Stands in for ``getattr`` while a checkpoint is unpickled.
-
-    mmengine pickles ``HistoryBuffer.statistics_methods`` as
-    ``getattr(HistoryBuffer, 'min')`` etc. Allowing the real ``getattr`` would
-    let a malicious checkpoint walk from any allowed object to arbitrary code,
-    so only these lookups are answered.
-    """
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    allowed = {'min', 'max', 'mean', 'current'}
-    allowed.update(HistoryBuffer._statistics_methods)  # registered ones
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise pickle.UnpicklingError(
-        f'checkpoint asks for getattr({obj!r}, {name!r}); only '
-        'HistoryBuffer statistics are allowed')
+# What ``Runner.resume`` reads besides the weights.
+RUNNER_CHECKPOINT_KEYS = ('meta', 'state_dict', 'message_hub')
 
 
-def _safe_globals() -> list:
-    import numpy as np
-    from mmengine.logging.history_buffer import HistoryBuffer
-
-    types = [
-        HistoryBuffer, np.ndarray, np.dtype,
-        (_history_buffer_getattr, 'builtins.getattr')
-    ]
-    # numpy moved ``core`` to ``_core`` in 2.0; pickles name either module.
-    for core in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        try:
-            module = __import__(core, fromlist=['_reconstruct', 'scalar'])
-        except ImportError:
-            continue
-        types += [module._reconstruct, module.scalar]
-    # Concrete dtype classes (numpy >= 1.25), e.g. Float64DType.
-    dtypes = getattr(np, 'dtypes', None)
-    if dtypes is not None:
-        types += [
-            getattr(dtypes, name) for name in dir(dtypes)
-            if name.endswith('DType')
-        ]
-    return types
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Allow the types of mmengine Runner checkpoints under ``weights_only``.
-
-    Idempotent. A no-op on torch versions without ``add_safe_globals``.
-    """
-    add_safe_globals = getattr(torch.serialization, 'add_safe_globals', None)
-    if add_safe_globals is not None:
-        add_safe_globals(_safe_globals())
+class CheckpointReadError(RuntimeError):
+    """A file could not be read as a checkpoint; the message names it."""
 
 
 class CheckpointMismatchError(RuntimeError):
     """The checkpoint's parameters do not fit the model."""
 
 
-def load_checkpoint_file(filename: str,
-                         map_location: str = 'cpu') -> Dict:
-    """Read a checkpoint with mmengine's loader (local path or URL)."""
+class NotRunnerCheckpointError(ValueError):
+    """A checkpoint to resume from lacks what mmengine's Runner saves."""
+
+
+def _refused_global(error: BaseException) -> str:
+    """The ``Unsupported global: ...`` line of torch's weights_only error."""
+    for line in str(error).splitlines():
+        match = re.search(r'Unsupported global: GLOBAL (\S+)', line)
+        if match:
+            return match.group(1)
+    return 'an object'
+
+
+def describe_read_error(filename: str,
+                        error: BaseException) -> CheckpointReadError:
+    """The error to raise (``from error``) when ``filename`` could not be
+    read as a checkpoint: it names the file and says what is wrong."""
+    if isinstance(error, pickle.UnpicklingError) and \
+            'Weights only load failed' in str(error):
+        return CheckpointReadError(
+            f'{filename}: refused to load {_refused_global(error)}, which '
+            'is not allowed when loading with torch weights_only=True (only '
+            'tensors, containers, numpy data and mmengine\'s message hub '
+            'are). Loading such a file can run arbitrary code; if you trust '
+            'it, re-save its state dict with plain tensors.')
+    if '://' not in filename and osp.isfile(filename):
+        size = osp.getsize(filename)
+        if size == 0:
+            return CheckpointReadError(
+                f'{filename} is empty (0 bytes): not a checkpoint (an '
+                'interrupted download or save?)')
+        with open(filename, 'rb') as f:
+            head = f.read(4)
+        if head.startswith(b'PK') and not zipfile.is_zipfile(filename):
+            return CheckpointReadError(
+                f'{filename} is truncated or corrupt ({size} bytes): a '
+                'torch checkpoint archive without its end (an interrupted '
+                'download or save?)')
+        if not head.startswith((b'PK', b'\x80')):
+            return CheckpointReadError(
+                f'{filename} is not a torch checkpoint: it starts with '
+                f'{head!r}, neither a torch zip archive nor a pickle')
+        if isinstance(error, (EOFError, pickle.UnpicklingError)) or \
+                'zip archive' in str(error):
+            return CheckpointReadError(
+                f'{filename} is truncated or corrupt ({size} bytes): '
+                f'{type(error).__name__}: {error}')
+    return CheckpointReadError(
+        f'{filename} could not be read as a checkpoint: '
+        f'{type(error).__name__}: {error}')
+
+
+def read_checkpoint(filename: str, map_location: str = 'cpu') -> Dict:
+    """Read a checkpoint (local path or URL) with mmengine's loader.
+
+    mmengine Runner checkpoints are allowed for this read only
+    (:func:`ailurus_mm.compat.mmengine_checkpoint_globals`); anything else
+    beyond tensors is refused.
+
+    Raises:
+        FileNotFoundError: ``filename`` does not exist.
+        CheckpointReadError: It cannot be read, or holds no dict.
+    """
     from mmengine.runner.checkpoint import _load_checkpoint
 
-    allow_mmengine_checkpoints()
-    checkpoint = _load_checkpoint(filename, map_location=map_location)
+    if '://' not in filename and not osp.isfile(filename):
+        raise FileNotFoundError(f'checkpoint {filename} does not exist')
+    try:
+        with mmengine_checkpoint_globals():
+            checkpoint = _load_checkpoint(filename, map_location=map_location)
+    except Exception as error:
+        raise describe_read_error(filename, error) from error
     if not isinstance(checkpoint, dict):
-        raise CheckpointMismatchError(
-            f'{filename} does not hold a state dict (got '
-            f'{type(checkpoint).__name__})')
+        raise CheckpointReadError(
+            f'{filename} holds a {type(checkpoint).__name__}, not a '
+            'checkpoint (a dict of tensors, or a dict with a state_dict)')
     return checkpoint
+
+
+# The name the analysis tools use.
+load_checkpoint_file = read_checkpoint
+
+
+def check_runner_checkpoint(checkpoint: Dict, source: str) -> None:
+    """Raise :class:`NotRunnerCheckpointError` unless ``checkpoint`` holds
+    what ``Runner.resume`` needs (weights, message hub, epoch and iter)."""
+    meta = checkpoint.get('meta')
+    missing = [key for key in RUNNER_CHECKPOINT_KEYS if key not in checkpoint]
+    if isinstance(meta, dict):
+        missing += [f'meta.{key}' for key in ('epoch', 'iter')
+                    if key not in meta]
+    if missing:
+        raise NotRunnerCheckpointError(
+            f'{source} is not a Runner checkpoint (it has no '
+            f'{", ".join(missing)}), so training cannot resume from it: '
+            'resume continues a run from a checkpoint mmengine\'s Runner '
+            f'saved. To start training from these weights, use '
+            f'load_from={source} instead of --resume.')
+
+
+def strip_wrapper_prefix(
+        state_dict: Dict) -> 'OrderedDict[str, torch.Tensor]':
+    """``state_dict`` without the ``module.`` prefixes of DDP wrappers."""
+    return OrderedDict(
+        (re.sub(r'^module\.', '', key), value)
+        for key, value in state_dict.items())
 
 
 def checkpoint_state_dict(
         checkpoint: Dict) -> 'OrderedDict[str, torch.Tensor]':
     """The model weights of a checkpoint, ``module.`` prefixes stripped."""
-    state_dict = checkpoint.get('state_dict', checkpoint)
-    return OrderedDict(
-        (re.sub(r'^module\.', '', key), value)
-        for key, value in state_dict.items())
+    return strip_wrapper_prefix(checkpoint.get('state_dict', checkpoint))
 
 
 def _listing(keys: List[str], limit: int = 50) -> str:

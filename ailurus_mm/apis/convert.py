@@ -42,6 +42,8 @@ from typing import Dict, Optional, Tuple
 
 import torch
 
+from .checkpoint import read_checkpoint, strip_wrapper_prefix
+
 SOURCES = ('segmenter', 'timm')
 
 # One transformer block, official Segmenter / timm -> mmseg
@@ -295,8 +297,7 @@ def convert_state_dict(state_dict: Dict[str, torch.Tensor],
     if source not in SOURCES + ('auto', ):
         raise ValueError(f'source must be one of {SOURCES + ("auto", )}, '
                          f'got {source!r}')
-    state_dict = OrderedDict(
-        (re.sub(r'^module\.', '', k), v) for k, v in state_dict.items())
+    state_dict = strip_wrapper_prefix(state_dict)
     if source == 'auto':
         source = detect_source(state_dict)
     if source == 'segmenter':
@@ -319,8 +320,7 @@ def _read(path: str) -> Dict:
                 f'{path}: reading .safetensors needs the safetensors '
                 'package (pip install safetensors)') from error
         return load_file(path)
-    from .checkpoint import load_checkpoint_file
-    return load_checkpoint_file(path)
+    return read_checkpoint(path)
 
 
 def weights_of(checkpoint: Dict) -> Dict[str, torch.Tensor]:

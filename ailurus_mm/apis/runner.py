@@ -1,26 +1,40 @@
-"""Train and test entry points behind ``tools/train.py`` and ``tools/test.py``.
+"""``tools/train.py`` and ``tools/test.py``: mmseg's and mmdet's own tools,
+plus only what a config hook cannot do.
 
-They follow mmseg's and mmdet's own tools (same flags, same Runner), for
-segmentation and detection configs alike, and add what AiluRus needs: the
-``ailurus_mm.models`` registration, checkpoints that load under torch >= 2.6,
-and strict checkpoint loading with a clear error (``--no-finetune``
-evaluates a vanilla mmseg/mmdet checkpoint as is).
+Everything about checkpoints (strict ``load_from`` and ``--resume``, Runner
+checkpoints under torch's ``weights_only`` loader, errors naming the file,
+``--no-finetune``) is ``StrictLoadHook``'s, which our configs switch on and
+these tools add to any config that lacks it. The tools add:
+
+- mmseg's and mmdet's flags in one tool: ``--resume`` alone (the latest
+  checkpoint of the work dir) or ``--resume CKPT``, ``--auto-scale-lr``;
+- ``--no-finetune`` (sets ``no_finetune=True``, which the hook reads);
+- ``--tta`` on an instance-segmentation detector: refused up front (mmdet
+  3.3's ``DetTTAModel`` merges boxes only);
+- ``--amp`` where mmengine refuses it (no GPU): a clear message;
+- distributed training without CUDA: the tool starts the gloo process group
+  itself (so mmengine's launcher never calls ``torch.cuda.set_device``) and
+  builds the DDP wrapper for CPU modules. With CUDA nothing changes (NCCL).
 """
 import argparse
+import copy
 import logging
 import os
-import os.path as osp
 from typing import List, Optional
 
-from mmengine.config import Config, DictAction
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.logging import print_log
 from mmengine.runner import Runner
 
-from .checkpoint import (allow_mmengine_checkpoints, check_state_dict,
-                         checkpoint_config_text, checkpoint_state_dict,
-                         load_checkpoint_file, load_state_dict_strictly)
+from .config import enable_strict_loading, load_config
 
 LAUNCHERS = ['none', 'pytorch', 'slurm', 'mpi']
+
+
+class UsageError(ValueError):
+    """A flag that cannot work with this config or on this machine; the
+    tools print it as a usage error (no traceback)."""
 
 
 def _add_common_args(parser: argparse.ArgumentParser) -> None:
@@ -43,10 +57,18 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument('config', help='train config file path')
     parser.add_argument(
         '--resume',
-        action='store_true',
-        help='resume from the latest checkpoint in the work_dir')
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the latest checkpoint of the work dir, or from '
+        'the Runner checkpoint given')
     parser.add_argument('--amp', action='store_true',
                         help='enable automatic-mixed-precision training')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the learning rate with the total batch size '
+        "(the config's auto_scale_lr.base_batch_size)")
     _add_common_args(parser)
     return parser
 
@@ -59,9 +81,9 @@ def test_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--no-finetune',
         action='store_true',
-        help='the checkpoint is a vanilla mmseg/mmdet checkpoint (not '
-        'fine-tuned with AiluRus): load it strictly into the AiluRus model '
-        'and evaluate it as is')
+        help='the checkpoint is a vanilla mmseg/mmdet checkpoint: evaluate '
+        'it with the AiluRus model as is (refused for a checkpoint trained '
+        'with AiluRus; the AiluRus settings used are logged)')
     parser.add_argument(
         '--out',
         help='segmentation: directory to save predictions for offline '
@@ -86,19 +108,15 @@ def _parse(parser: argparse.ArgumentParser,
     return args
 
 
-def load_config(args: argparse.Namespace) -> Config:
-    """Read the config and apply the flags shared by both tools."""
-    allow_mmengine_checkpoints()
-    cfg = Config.fromfile(args.config)
+def _load(args: argparse.Namespace) -> Config:
+    cfg = load_config(args.config, args.cfg_options, args.work_dir)
     cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
+    enable_strict_loading(cfg)
     return cfg
+
+
+def _is_detection(cfg: Config) -> bool:
+    return cfg.get('default_scope') == 'mmdet'
 
 
 def _build_runner(cfg: Config) -> Runner:
@@ -108,56 +126,97 @@ def _build_runner(cfg: Config) -> Runner:
     return RUNNERS.build(cfg)
 
 
-def _unwrap(model):
-    from mmengine.model import is_model_wrapper
-    return model.module if is_model_wrapper(model) else model
+def setup_cpu_distributed(cfg: Config) -> bool:
+    """Distributed training without CUDA: gloo, and DDP for CPU modules.
+
+    mmengine's ``init_dist`` (launcher ``pytorch``) calls
+    ``torch.cuda.set_device``, and its default DDP wrapper passes
+    ``device_ids=[LOCAL_RANK]``, which torch refuses for CPU modules. So
+    without CUDA the process group is started here (gloo, ``env://`` as
+    torchrun sets it; mmengine then finds it started) and the wrapper gets
+    ``device_ids=None``. With CUDA, or without a launcher, nothing changes.
+
+    Returns:
+        Whether it set up CPU distributed training.
+    """
+    if cfg.get('launcher', 'none') == 'none' or torch.cuda.is_available():
+        return False
+    if cfg.launcher != 'pytorch':
+        raise UsageError(
+            f'--launcher {cfg.launcher} without CUDA is not supported; use '
+            'torchrun ... --launcher pytorch for multi-process CPU training')
+    import torch.distributed as dist
+    env_cfg = cfg.setdefault('env_cfg', ConfigDict())
+    dist_cfg = env_cfg.setdefault('dist_cfg', ConfigDict())
+    dist_cfg['backend'] = 'gloo'
+    if not dist.is_initialized():
+        kwargs = {k: v for k, v in dist_cfg.items() if k != 'backend'}
+        if 'timeout' in kwargs:
+            import datetime
+            kwargs['timeout'] = datetime.timedelta(seconds=kwargs['timeout'])
+        dist.init_process_group(backend='gloo', **kwargs)
+    wrapper = cfg.get('model_wrapper_cfg') or ConfigDict(
+        type='MMDistributedDataParallel',
+        broadcast_buffers=False,
+        find_unused_parameters=cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper
+    return True
 
 
-def _uses_ailurus(config_text: Optional[str]) -> bool:
-    return config_text is not None and 'AiluRusViT' in config_text
+def _set_amp(cfg: Config) -> None:
+    optim_wrapper = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_wrapper not in ('OptimWrapper', 'AmpOptimWrapper'):
+        raise UsageError('--amp needs optim_wrapper.type=OptimWrapper, '
+                         f'got {optim_wrapper!r}')
+    from mmengine.device import (is_cuda_available, is_mlu_available,
+                                 is_musa_available, is_npu_available)
+    if not (is_cuda_available() or is_npu_available() or is_mlu_available()
+            or is_musa_available()):
+        raise UsageError(
+            "--amp: mmengine's AmpOptimWrapper trains in mixed precision "
+            'on a GPU, NPU, MLU or MUSA device only, and none is available '
+            'here. Train without --amp on CPU (inference in bf16 works '
+            'under torch.autocast).')
+    if optim_wrapper == 'AmpOptimWrapper':
+        print_log('AMP training is already enabled in your config.',
+                  logger='current', level=logging.WARNING)
+        return
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    cfg.optim_wrapper.loss_scale = 'dynamic'
+
+
+def train_config(args: argparse.Namespace) -> Config:
+    """The config of ``tools/train.py`` with its flags applied."""
+    cfg = _load(args)
+    if args.amp:
+        _set_amp(cfg)
+    if args.auto_scale_lr:
+        scale = cfg.get('auto_scale_lr')
+        if not scale or 'base_batch_size' not in scale:
+            raise UsageError(
+                '--auto-scale-lr needs auto_scale_lr.base_batch_size in the '
+                'config (the total batch size its learning rate is for)')
+        scale.enable = True
+    if args.resume == 'auto':
+        cfg.resume, cfg.load_from = True, None
+    elif args.resume is not None:
+        cfg.resume, cfg.load_from = True, args.resume
+    return cfg
 
 
 def build_train_runner(args: argparse.Namespace) -> Runner:
     """The Runner of ``tools/train.py``, as mmseg's and mmdet's build it."""
-    cfg = load_config(args)
-    if args.amp:
-        optim_wrapper = cfg.optim_wrapper.type
-        if optim_wrapper == 'AmpOptimWrapper':
-            print_log('AMP training is already enabled in your config.',
-                      logger='current', level=logging.WARNING)
-        elif optim_wrapper != 'OptimWrapper':
-            raise ValueError('--amp is only supported with OptimWrapper, '
-                             f'got optim_wrapper.type={optim_wrapper!r}')
-        else:
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.loss_scale = 'dynamic'
-    cfg.resume = args.resume
-    load_from = cfg.get('load_from')
-    if load_from and not args.resume and '://' not in load_from \
-            and not osp.isfile(load_from):
-        # Before building the model: the fine-tuning configs ship a
-        # placeholder path.
-        raise FileNotFoundError(
-            f'load_from={load_from!r} does not exist. A fine-tuning config '
-            'starts from a vanilla checkpoint of its _base_ config: put it '
-            'there or pass --cfg-options load_from=PATH (see '
-            'configs/README.md).')
-    runner = _build_runner(cfg)
-    if load_from and not args.resume:
-        # Fine-tuning starts from a checkpoint: every parameter must be in it
-        # (mmengine's own load_from is non-strict and only logs mismatches).
-        checkpoint = load_checkpoint_file(load_from)
-        check_state_dict(
-            _unwrap(runner.model), checkpoint_state_dict(checkpoint),
-            source=f'load_from={load_from}')
-    return runner
+    cfg = train_config(args)
+    setup_cpu_distributed(cfg)
+    return _build_runner(cfg)
 
 
 def _trigger_visualization_hook(cfg: Config,
                                 args: argparse.Namespace) -> None:
     default_hooks = cfg.default_hooks
     if 'visualization' not in default_hooks:
-        raise RuntimeError(
+        raise UsageError(
             'VisualizationHook must be included in default_hooks to use '
             '--show or --show-dir; see mmseg/mmdet default_runtime.py')
     hook = default_hooks['visualization']
@@ -166,74 +225,104 @@ def _trigger_visualization_hook(cfg: Config,
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
-        if cfg.get('default_scope') == 'mmdet':
+        if _is_detection(cfg):
             hook['test_out_dir'] = args.show_dir
         else:
             cfg.visualizer['save_dir'] = args.show_dir
 
 
-def build_test_runner(args: argparse.Namespace) -> Runner:
-    """The Runner of ``tools/test.py`` with the checkpoint loaded strictly."""
-    cfg = load_config(args)
-    is_det = cfg.get('default_scope') == 'mmdet'
+def _predicts_masks(model_cfg: ConfigDict) -> bool:
+    roi_head = model_cfg.get('roi_head') or {}
+    return bool(roi_head.get('mask_head')) or 'mask_head' in model_cfg
+
+
+def _set_detection_tta(cfg: Config) -> None:
+    """mmdet's test.py TTA defaults; refused for instance segmentation."""
+    if _predicts_masks(cfg.model):
+        raise UsageError(
+            f'--tta: {cfg.model.type} predicts instance masks, and mmdet '
+            "3.3's DetTTAModel merges boxes only (it refuses instance "
+            'segmentation). Evaluate without --tta.')
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(
+            type='DetTTAModel',
+            tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5),
+                         max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        dataset = cfg.test_dataloader.dataset
+        while 'dataset' in dataset:
+            dataset = dataset['dataset']
+        cfg.tta_pipeline = copy.deepcopy(dataset.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[
+                dict(type='RandomFlip', prob=1.),
+                dict(type='RandomFlip', prob=0.)
+            ], [
+                dict(type='PackDetInputs',
+                     meta_keys=('img_id', 'img_path', 'ori_shape',
+                                'img_shape', 'scale_factor', 'flip',
+                                'flip_direction'))
+            ]])
+
+
+def test_config(args: argparse.Namespace) -> Config:
+    """The config of ``tools/test.py``; the checkpoint is ``load_from``,
+    read once by the Runner and checked by ``StrictLoadHook``."""
+    cfg = _load(args)
+    is_det = _is_detection(cfg)
+    cfg.load_from = args.checkpoint
+    if args.no_finetune:
+        cfg.no_finetune = True
     if args.show or args.show_dir:
         _trigger_visualization_hook(cfg, args)
     if args.tta:
-        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise ValueError('--tta needs tta_model and tta_pipeline in the '
-                             'config')
+        if is_det:
+            _set_detection_tta(cfg)
+        elif 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise UsageError('--tta needs tta_model and tta_pipeline in the '
+                             'config (mmseg defines them in its bases)')
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+    if args.out is not None and is_det and not args.out.endswith(
+            ('.pkl', '.pickle')):
+        raise UsageError(f'--out must be a .pkl file for detection, '
+                         f'got {args.out!r}')
     if args.out is not None and not is_det:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
-    if args.out is not None and is_det and not args.out.endswith(
-            ('.pkl', '.pickle')):
-        raise ValueError(f'--out must be a .pkl file for detection, '
-                         f'got {args.out!r}')
-    # The checkpoint is loaded below, strictly; the Runner must not load it
-    # again non-strictly.
-    cfg.load_from = None
+    return cfg
+
+
+def build_test_runner(args: argparse.Namespace) -> Runner:
+    """The Runner of ``tools/test.py`` (see :func:`test_config`)."""
+    cfg = test_config(args)
+    setup_cpu_distributed(cfg)
     runner = _build_runner(cfg)
-    if args.out is not None and is_det:
+    if args.out is not None and _is_detection(cfg):
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(
             DumpDetResults(out_file_path=args.out))
-
-    model = _unwrap(runner.model)
-    if args.tta:
-        model = model.module
-    checkpoint = load_checkpoint_file(args.checkpoint)
-    # As mmengine's Runner.load_checkpoint: hooks see it before it is loaded.
-    runner.call_hook('after_load_checkpoint', checkpoint=checkpoint)
-    load_state_dict_strictly(model, checkpoint, args.checkpoint)
-    fine_tuned = _uses_ailurus(checkpoint_config_text(checkpoint))
-    if args.no_finetune:
-        print_log(
-            f'--no-finetune: evaluating the vanilla checkpoint '
-            f'{args.checkpoint} with AiluRus as configured, without '
-            'fine-tuning', logger='current')
-    elif not fine_tuned:
-        print_log(
-            f'{args.checkpoint} was not trained with AiluRusViT (its config '
-            'does not name it): evaluating it as is; pass --no-finetune to '
-            'state that this is intended.',
-            logger='current',
-            level=logging.WARNING)
-    print_log(f'Loaded checkpoint strictly from {args.checkpoint}',
-              logger='current')
     return runner
+
+
+def _run(parser: argparse.ArgumentParser, argv: Optional[List[str]],
+         build, method: str):
+    args = _parse(parser, argv)
+    try:
+        runner = build(args)
+    except UsageError as error:
+        parser.error(str(error))
+    return runner, getattr(runner, method)()
 
 
 def train(argv: Optional[List[str]] = None) -> Runner:
     """``tools/train.py``: returns the Runner after training."""
-    runner = build_train_runner(_parse(train_parser(), argv))
-    runner.train()
+    runner, _ = _run(train_parser(), argv, build_train_runner, 'train')
     return runner
 
 
 def test(argv: Optional[List[str]] = None) -> dict:
     """``tools/test.py``: returns the metrics."""
-    runner = build_test_runner(_parse(test_parser(), argv))
-    return runner.test()
+    _, metrics = _run(test_parser(), argv, build_test_runner, 'test')
+    return metrics

@@ -1,17 +1,14 @@
 """mm integration.
 
 Importing this module registers ``AiluRusViT`` and ``TokenRecover`` in mmseg's
-``MODELS`` registry, and allows the types of mmengine Runner checkpoints in
-torch's ``weights_only`` loader (see ``ailurus_mm.apis.checkpoint``), so
-checkpoints written by mmengine load under torch >= 2.6. mmdet configs import
+``MODELS`` registry; nothing else. mmdet configs import
 ``ailurus_mm.models.det`` instead, which also registers ``SimpleFPN`` in
-mmdet's ``MODELS``.
+mmdet's ``MODELS``. Checkpoint loading (strict, and Runner checkpoints under
+torch's ``weights_only`` loader) is switched on separately, by
+``StrictLoadHook`` (:mod:`ailurus_mm.engine`) or our tools.
 """
-from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
 from .ailurus_vit import AiluRusViT
 from .outputs import AiluRusOutputs
 from .token_recover import TokenRecover
 
 __all__ = ['AiluRusViT', 'TokenRecover', 'AiluRusOutputs']
-
-allow_mmengine_checkpoints()

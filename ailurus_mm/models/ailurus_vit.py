@@ -102,7 +102,33 @@ class AiluRusViT(VisionTransformer):
                  recover_detail: bool = False,
                  **kwargs) -> None:
         super().__init__(**kwargs)
-        num_layers = len(self.layers)
+        self.configure_clustering(
+            cluster_layer=cluster_layer,
+            num_clusters=num_clusters,
+            k=k,
+            spatial_weight=spatial_weight,
+            window=window,
+            prop_attn=prop_attn,
+            reducer=reducer,
+            recover_detail=recover_detail)
+
+    @staticmethod
+    def check_knobs(num_layers: int, out_indices, cluster_layer: int,
+                    num_clusters: Union[int, float], k: int,
+                    spatial_weight: float, window: Optional[int],
+                    prop_attn: bool, reducer: str = 'dpc_knn',
+                    recover_detail: bool = False) -> List[int]:
+        """Validate the knobs for a ViT of ``num_layers`` layers.
+
+        The one validation of the knobs: the constructor,
+        ``ailurus_mm.apply`` and ``ailurus_mm.to_ailurus_config`` use it.
+
+        Returns:
+            ``out_indices`` with negative indices made positive.
+
+        Raises:
+            ValueError: Naming the argument, the value and what is allowed.
+        """
         _check_int('cluster_layer', cluster_layer, 0, num_layers - 2,
                    f' (0-based index of the layer whose output is clustered; '
                    f'the model has num_layers={num_layers} and the last '
@@ -125,14 +151,26 @@ class AiluRusViT(VisionTransformer):
         if not isinstance(recover_detail, bool):
             raise ValueError(f'recover_detail must be True or False, '
                              f'got {recover_detail!r}')
-        out_indices = [i % num_layers for i in self.out_indices]
-        bad = [
-            i for i in self.out_indices if not -num_layers <= i < num_layers
-        ]
+        if isinstance(out_indices, int):
+            out_indices = [out_indices]
+        bad = [i for i in out_indices if not -num_layers <= i < num_layers]
         if bad:
             raise ValueError(f'out_indices {bad} out of range for '
                              f'num_layers={num_layers}')
-        self.out_indices = out_indices
+        return [i % num_layers for i in out_indices]
+
+    def configure_clustering(self, *, cluster_layer: int,
+                             num_clusters: Union[int, float], k: int,
+                             spatial_weight: float, window: Optional[int],
+                             prop_attn: bool, reducer: str = 'dpc_knn',
+                             recover_detail: bool = False) -> None:
+        """Validate (:meth:`check_knobs`) and set the knobs; nothing is
+        changed if one is invalid. Also called on a built mmseg
+        ``VisionTransformer`` by ``ailurus_mm.apply``."""
+        # Also runs on a VisionTransformer (before its class is switched).
+        self.out_indices = AiluRusViT.check_knobs(
+            len(self.layers), self.out_indices, cluster_layer, num_clusters,
+            k, spatial_weight, window, prop_attn, reducer, recover_detail)
         self.cluster_layer = cluster_layer
         self.num_clusters = num_clusters
         self.k = k

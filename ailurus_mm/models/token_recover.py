@@ -3,7 +3,7 @@ from typing import Optional, Tuple, Union
 
 from mmengine.model import BaseModule
 from mmseg.registry import MODELS
-from torch import Tensor
+from torch import Tensor, nn
 from torch.profiler import record_function
 
 from ailurus_mm.ops import recover_tokens
@@ -41,15 +41,20 @@ class TokenRecover(BaseModule):
     of the vanilla model load strictly into the AiluRus model and back.
 
     Args:
-        neck: Optional config of the neck applied after recovery.
+        neck: Optional neck applied after recovery: its config, or an
+            already built module (used as it is, e.g. by ``ailurus_mm.apply``
+            to wrap a built detector's neck).
         init_cfg: Unused; accepted for registry compatibility.
     """
 
     def __init__(self,
-                 neck: Optional[dict] = None,
+                 neck: Optional[Union[dict, nn.Module]] = None,
                  init_cfg: Optional[dict] = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        self.neck = MODELS.build(neck) if neck is not None else None
+        if isinstance(neck, nn.Module) or neck is None:
+            self.neck = neck
+        else:
+            self.neck = MODELS.build(neck)
         if self.neck is not None:
             self.register_state_dict_post_hook(_hide_inner_prefix)
 

@@ -14,6 +14,9 @@ _base_ = [
 ]
 custom_imports = dict(
     imports=['ailurus_mm.models.det'], allow_failed_imports=False)
+# Checkpoints (load_from, tools/test.py's, --resume) must fit the model
+# exactly, under mmdet's tools too (ailurus_mm/engine/hooks.py).
+custom_hooks = [dict(type='ailurus_mm.StrictLoadHook')]
 
 image_size = (1024, 1024)
 # ImageNet-21k ViT-B/16 (timm's augreg, 384x384) in mmseg key names; its
