@@ -94,11 +94,9 @@ def proxy_config(data_root: str,
                  config: Optional[str] = None,
                  cfg_options: Optional[Dict] = None) -> Config:
     """The proxy training config with ``data_root`` and ``work_dir`` set."""
-    from ailurus_mm.analysis.configs import config_path
+    from ailurus_mm.apis.config import load_config
 
-    cfg = Config.fromfile(config or config_path(PROXY_CONFIG))
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
+    cfg = load_config(config or PROXY_CONFIG, cfg_options)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         cfg[loader]['dataset']['data_root'] = data_root
     cfg.work_dir = work_dir
