@@ -70,7 +70,8 @@ def run_sweep(cfg: Config,
     from mmengine.evaluator import Evaluator
     from mmengine.runner import Runner
 
-    from .variants import build_model, build_variants, variant_model_cfgs
+    from .variants import (build_model, build_variants, config_variant,
+                           variant_model_cfgs)
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -95,7 +96,8 @@ def run_sweep(cfg: Config,
     results = [('vanilla', None, None,
                 evaluate(models['vanilla'], 'vanilla'))]
     del models
-    ailurus_cfg = variant_model_cfgs(cfg.model)['ailurus']
+    ailurus = config_variant(cfg.model)
+    ailurus_cfg = variant_model_cfgs(cfg.model, (ailurus, ))[ailurus]
     for layer in cluster_layers:
         for value in num_clusters:
             model_cfg = copy.deepcopy(ailurus_cfg)
