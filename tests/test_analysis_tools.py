@@ -269,3 +269,56 @@ def test_benchmark_rejects_variants(tiny, variants, match):
 
     with pytest.raises(ValueError, match=match):
         run_benchmark(Config.fromfile(tiny[0]), variants=variants)
+
+
+def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
+                                                  ade20k_root):
+    """A config with merged decoding: the sweep's AiluRus settings and the
+    visualized predictions use it, and give what TokenRecover gives."""
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis.sweep import run_sweep
+    from ailurus_mm.analysis.visualize import visualize_images
+
+    config, checkpoint = tiny
+    image = osp.join(ade20k_root, 'images', 'validation',
+                     'ADE_val_00000001.jpg')
+    results = {}
+    for merged in (False, True):
+        cfg = Config.fromfile(config)
+        if merged:
+            cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
+                                 'model.merged_decode': True})
+        rows = run_sweep(cfg, checkpoint, [0.5],
+                         out_dir=str(tmp_path / f'sweep{merged}'))
+        records = visualize_images(cfg, checkpoint, [image],
+                                   str(tmp_path / f'vis{merged}'))
+        results[merged] = (rows[1]['mIoU'], records[0]['pixel_agreement'])
+    assert results[True] == results[False]
+
+
+def test_variants_of_a_merged_decoding_config(tiny):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis.variants import (config_variant,
+                                              supports_merged_decode,
+                                              variant_model_cfgs)
+
+    cfg = Config.fromfile(tiny[0])
+    assert config_variant(cfg.model) == 'ailurus'
+    assert supports_merged_decode(cfg.model)
+    cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
+                         'model.merged_decode': True})
+    assert config_variant(cfg.model) == 'ailurus_merged'
+    cfgs = variant_model_cfgs(cfg.model, ('vanilla', 'ailurus',
+                                          'ailurus_merged'))
+    assert (cfgs['vanilla'].type, cfgs['vanilla'].get('merged_decode')) == (
+        'EncoderDecoder', None)
+    assert cfgs['vanilla'].backbone.type == 'VisionTransformer'
+    assert 'neck' not in cfgs['vanilla']
+    assert (cfgs['ailurus'].type, cfgs['ailurus'].merged_decode) == (
+        'AiluRusEncoderDecoder', False)
+    assert cfgs['ailurus_merged'].merged_decode is True
+    cfg.model.decode_head = dict(type='FCNHead', in_channels=32,
+                                 channels=32, num_convs=1, num_classes=150)
+    assert not supports_merged_decode(cfg.model)

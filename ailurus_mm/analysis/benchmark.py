@@ -19,8 +19,8 @@ from torch import Tensor, nn
 from .inputs import default_shape, make_batch
 from .measure import (count_flops, count_parameters, interleaved_times,
                       peak_memory, recorded_tokens, stage_times)
-from .variants import (DEFAULT_VARIANTS, DESCRIPTIONS, VARIANTS,
-                       build_variants, supports_merged_decode)
+from .variants import (DEFAULT_VARIANTS, DESCRIPTIONS, MERGED_DECODING,
+                       VARIANTS, build_variants, supports_merged_decode)
 
 __all__ = [
     'Seconds', 'VariantResult', 'BenchmarkReport', 'PredictTiming',
@@ -241,7 +241,7 @@ def run_benchmark(cfg: Config,
     elif variants is None:
         merged_ok = not is_det and supports_merged_decode(cfg.model)
         variants = [v for v in DEFAULT_VARIANTS
-                    if merged_ok or not v.endswith('_merged')]
+                    if merged_ok or v not in MERGED_DECODING]
     variants = _check_variants(cfg, variants)
     if warmup < 0 or runs < 1:
         raise ValueError(f'need warmup >= 0 and runs >= 1, got {warmup}, '

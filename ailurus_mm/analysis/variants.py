@@ -40,6 +40,8 @@ AILURUS_KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight',
 VARIANTS = ('vanilla', 'nothing_merged', 'ideal', 'ideal_merged', 'ailurus',
             'ailurus_merged', 'ailurus_prop_attn')
 DEFAULT_VARIANTS = VARIANTS[:-1]
+# The variants whose decode head runs on the merged tokens.
+MERGED_DECODING = ('ideal_merged', 'ailurus_merged')
 DESCRIPTIONS = {
     'vanilla': 'mmseg VisionTransformer, all tokens',
     'nothing_merged': 'AiluRusViT, num_clusters=1.0 (layers alone)',
@@ -169,7 +171,7 @@ def variant_model_cfgs(model_cfg: ConfigDict,
                          f'{list(VARIANTS)}')
     cfgs = {}
     for name in names:
-        merged = name.endswith('_merged')
+        merged = name in MERGED_DECODING
         cfg = _with_decoding(model_cfg, merged)
         if name == 'vanilla':
             for knob in AILURUS_KNOBS:
