@@ -15,6 +15,14 @@ from mmseg.structures import SegDataSample
 from ailurus_mm.models import AiluRusEncoderDecoder, enable_merged_decode
 from conftest import CONFIGS, write_tiny_config
 
+@pytest.fixture(autouse=True)
+def mmseg_scope():
+    """Build in mmseg's scope whatever earlier tests left as default."""
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        yield
+
+
 NUM_CLASSES = 5
 LOSS = dict(type='CrossEntropyLoss', use_sigmoid=False, loss_weight=1.0)
 BACKBONE = dict(

@@ -128,6 +128,8 @@ def supports_merged_decode(model_cfg: ConfigDict) -> bool:
     """Whether the config's model can decode merged tokens (an
     ``EncoderDecoder`` with a plain ``TokenRecover`` neck and a supported
     decode head; the head alone is built to check it)."""
+    from mmengine.registry import DefaultScope
+
     from ailurus_mm.models.merged_decode import merged_decode_unsupported
 
     neck = model_cfg.get('neck')
@@ -139,7 +141,9 @@ def supports_merged_decode(model_cfg: ConfigDict) -> bool:
         return False
     head = copy.deepcopy(head)
     head.pop('init_cfg', None)
-    return not merged_decode_unsupported(MMSEG_MODELS.build(head))
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        head = MMSEG_MODELS.build(head)
+    return not merged_decode_unsupported(head)
 
 
 def config_variant(model_cfg: ConfigDict) -> str:
