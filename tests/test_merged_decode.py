@@ -15,6 +15,7 @@ from mmseg.structures import SegDataSample
 from ailurus_mm.models import AiluRusEncoderDecoder, enable_merged_decode
 from conftest import CONFIGS, write_tiny_config
 
+
 @pytest.fixture(autouse=True)
 def mmseg_scope():
     """Build in mmseg's scope whatever earlier tests left as default."""
