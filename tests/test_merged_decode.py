@@ -2,11 +2,13 @@
 the M merged tokens give exactly what TokenRecover plus the unchanged head
 gives (predictions, losses, gradients); other heads keep TokenRecover."""
 import copy
+import functools
 import os.path as osp
 
 import pytest
 import torch
 from mmengine.config import ConfigDict
+from mmengine.registry import DefaultScope
 from mmengine.structures import PixelData
 from mmseg.models.segmentors import EncoderDecoder
 from mmseg.registry import MODELS
@@ -19,7 +21,6 @@ from conftest import CONFIGS, write_tiny_config
 @pytest.fixture(autouse=True)
 def mmseg_scope():
     """Build in mmseg's scope whatever earlier tests left as default."""
-    from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope('mmseg'):
         yield
 
@@ -85,6 +86,15 @@ def build_pair(head, mode='whole', **kwargs):
     return recover.eval(), merged.eval()
 
 
+@functools.lru_cache(maxsize=None)
+def eval_pair(head: str, mode: str, prop_attn: bool):
+    """:func:`build_pair`, built once per setting (used in eval mode
+    only)."""
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        return build_pair(HEADS[head], mode,
+                          backbone=dict(prop_attn=prop_attn))
+
+
 def predict_logits(model, images):
     with torch.no_grad():
         samples = model.predict(images)
@@ -99,8 +109,7 @@ def predict_logits(model, images):
 @pytest.mark.parametrize('head', ['mask', 'linear'])
 def test_predictions_equal_token_recover(head, size, mode, batch,
                                          prop_attn):
-    recover, merged = build_pair(HEADS[head], mode,
-                                 backbone=dict(prop_attn=prop_attn))
+    recover, merged = eval_pair(head, mode, prop_attn)
     images = torch.randn(batch, 3, *size)
     expected, expected_pred = predict_logits(recover, images)
     actual, actual_pred = predict_logits(merged, images)
