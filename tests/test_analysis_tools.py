@@ -36,8 +36,31 @@ def tiny(tmp_path_factory, ade20k_root):
     return config, checkpoint
 
 
+def _flops(module, *inputs):
+    from mmengine.analysis import FlopAnalyzer
+
+    analyzer = FlopAnalyzer(module, inputs)
+    analyzer.unsupported_ops_warnings(False)
+    analyzer.uncalled_modules_warnings(False)
+    with torch.no_grad():
+        return int(analyzer.total())
+
+
+class _HeadForward(torch.nn.Module):
+    def __init__(self, head):
+        super().__init__()
+        self.head = head
+
+    def forward(self, x):
+        return self.head((x, ))
+
+
 @pytest.mark.slow
 def test_benchmark_reports_all_variants(tiny, tmp_path):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis import build_variants
+
     config, checkpoint = tiny
     report_path = str(tmp_path / 'report.json')
     out = run_tool('benchmark', [
@@ -47,30 +70,57 @@ def test_benchmark_reports_all_variants(tiny, tmp_path):
     with open(report_path) as f:
         report = json.load(f)
     results = report['results']
-    assert list(results) == ['vanilla', 'nothing_merged', 'ideal', 'ailurus']
+    assert list(results) == ['vanilla', 'nothing_merged', 'ideal',
+                             'ideal_merged', 'ailurus', 'ailurus_merged']
     # 64x64 input, patch 16: 16 patch tokens + cls; 8 kept after layer 0
-    assert results['vanilla']['tokens_per_layer'] == [17, 17, 17]
-    assert results['nothing_merged']['tokens_per_layer'] == [17, 17, 17]
-    assert results['ideal']['tokens_per_layer'] == [17, 9, 9]
-    assert results['ailurus']['tokens_per_layer'] == [17, 9, 9]
+    expected_tokens = dict(vanilla=[17] * 3, nothing_merged=[17] * 3,
+                           ideal=[17, 9, 9], ideal_merged=[17, 9, 9],
+                           ailurus=[17, 9, 9], ailurus_merged=[17, 9, 9])
+    assert {name: entry['tokens_per_layer']
+            for name, entry in results.items()} == expected_tokens
     assert report['settings']['threads'] == 1
     assert report['settings']['shape'] == [64, 64]
     assert (report['settings']['patch_tokens'],
             report['settings']['kept_tokens']) == (16, 8)
-    flops = {name: entry['flops'] for name, entry in results.items()}
-    assert flops['nothing_merged'] == flops['vanilla']
-    assert flops['ideal'] < flops['vanilla']
-    # AiluRus does what the ideal reducer does, plus the clustering
-    assert flops['ideal'] < flops['ailurus']
-    assert results['vanilla']['speedup'] == 1.0
+    # where the time goes: the parts each variant has
+    assert {name: list(entry['stages']) for name, entry in results.items()
+            } == dict(
+                vanilla=['backbone', 'decode_head', 'post'],
+                nothing_merged=['backbone', 'recover', 'decode_head', 'post'],
+                ideal=['backbone', 'recover', 'decode_head', 'post'],
+                ideal_merged=['backbone', 'decode_head', 'post'],
+                ailurus=['backbone', 'recover', 'decode_head', 'post'],
+                ailurus_merged=['backbone', 'decode_head', 'post'])
     assert len({e['parameters'] for e in results.values()}) == 1
     assert all(e['peak_memory_bytes'] > 0 for e in results.values())
+
+    # FLOPs against counts of the parts alone: two layers and the final
+    # norm on 9 instead of 17 tokens; the decode head on 8 merged tokens
+    # instead of the 4 x 4 grid.
+    model = build_variants(Config.fromfile(config), checkpoint,
+                           names=('vanilla', ))['vanilla']
+    layer, norm = model.backbone.layers[1], model.backbone.norm1
+    saved_layers = 2 * (_flops(layer, torch.randn(1, 17, 32)) -
+                        _flops(layer, torch.randn(1, 9, 32))) + (
+                            _flops(norm, torch.randn(1, 17, 32)) -
+                            _flops(norm, torch.randn(1, 9, 32)))
+    head = _HeadForward(model.decode_head)
+    saved_head = _flops(head, torch.randn(1, 32, 4, 4)) - _flops(
+        head, torch.randn(1, 32, 1, 8))
+    flops = {name: entry['flops'] for name, entry in results.items()}
+    assert saved_layers > 0 and saved_head > 0
+    assert flops['nothing_merged'] == flops['vanilla']
+    assert flops['vanilla'] - flops['ideal'] == saved_layers
+    assert flops['ideal'] - flops['ideal_merged'] == saved_head
+    assert flops['ailurus'] - flops['ailurus_merged'] == saved_head
+    # AiluRus does what the ideal reducer does, plus the clustering
+    assert flops['ideal'] < flops['ailurus']
     summary = report['summary']
     assert 0 < summary['cluster_recover_share'] < 1
-    assert summary['ailurus_over_ideal_time'] == pytest.approx(
-        results['ailurus']['seconds']['min'] /
-        results['ideal']['seconds']['min'])
-    assert 'AiluRus time / ideal reducer time' in out
+    assert 0 < summary['cluster_share_merged'] < 1
+    assert 'ailurus time / ideal time' in out
+    assert 'ailurus_merged time / ideal_merged time' in out
+    assert 'where the time goes' in out
     assert '16 -> 8 patch tokens' in out
 
 
@@ -86,7 +136,7 @@ def test_benchmark_train_mode(tiny, tmp_path):
         report = json.load(f)
     assert report['settings']['mode'] == 'train'
     assert report['results']['ailurus']['tokens_per_layer'] == [17, 9, 9]
-    assert 'flops' not in report['results']['vanilla']
+    assert report['results']['vanilla']['flops'] is None
 
 
 @pytest.mark.slow
@@ -127,13 +177,11 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 + 2 * 3
     assert rows[0]['setting'] == 'vanilla'
-    assert float(rows[0]['speedup']) == 1.0
     assert [(r['cluster_layer'], r['num_clusters']) for r in rows[1:]] == [
         ('0', '0.25'), ('0', '0.5'), ('0', '1.0'), ('1', '0.25'),
         ('1', '0.5'), ('1', '1.0')
     ]
     assert all(int(r['images']) == 2 for r in rows)  # the validation split
-    assert all(0.0 <= float(r['mIoU']) <= 100.0 for r in rows)
     # nothing merged: exactly the vanilla model, so exactly its mIoU
     for row in rows[1:]:
         if row['num_clusters'] == '1.0':
@@ -144,6 +192,11 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
 
 @pytest.mark.slow
 def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis import build_variants
+    from ailurus_mm.analysis.inputs import make_batch
+
     config, checkpoint = tiny
     out = run_tool('demo', [
         '--config', config, '--checkpoint', checkpoint, '--warmup', '0',
@@ -156,19 +209,42 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
                           r'speed-up [0-9.]+x', out)) == 1
     agreement = float(re.search(r'agreement of the two predictions: '
                                 r'([0-9.]+)%', out).group(1))
-    assert 0.0 <= agreement <= 100.0
+    # the two models' predictions, made here
+    cfg = Config.fromfile(config)
+    models = build_variants(cfg, checkpoint, names=('vanilla', 'ailurus'))
+    inputs, samples = make_batch(cfg, models['vanilla'], (64, 64), 1,
+                                 torch.device('cpu'))
+    with torch.no_grad():
+        preds = [model(inputs, samples, mode='predict')[0].pred_sem_seg.data
+                 for model in models.values()]
+    expected = 100 * (preds[0] == preds[1]).float().mean().item()
+    assert agreement == pytest.approx(expected, abs=0.006)
+    assert agreement < 100  # half the tokens merged: some pixels change
 
 
-def test_demo_nothing_merged_agrees_everywhere(tiny, tmp_path):
+def test_demo_with_merged_decoding_predicts_the_same(tiny):
+    """The config's own AiluRus model is used; merged decoding changes the
+    speed, not the predictions."""
     from ailurus_mm.analysis.demo import demo_main
 
     config, checkpoint = tiny
-    report = demo_main([
-        '--config', config, '--checkpoint', checkpoint, '--warmup', '0',
-        '--runs', '1', '--cfg-options', 'model.backbone.num_clusters=1.0'
+    common = ['--config', config, '--checkpoint', checkpoint, '--warmup',
+              '0', '--runs', '1']
+    plain = demo_main(common)
+    merged = demo_main(common + [
+        '--cfg-options', 'model.type=AiluRusEncoderDecoder',
+        'model.merged_decode=True'
     ])
-    assert report['pixel_agreement'] == 1.0
-    assert report['kept_tokens'] == report['patch_tokens'] == 16
+    assert torch.equal(merged['predictions']['ailurus'],
+                       plain['predictions']['ailurus'])
+    assert merged['pixel_agreement'] == plain['pixel_agreement']
+
+
+def test_ideal_reducer_is_not_registered():
+    from mmseg.registry import MODELS
+
+    import ailurus_mm.analysis  # noqa: F401
+    assert MODELS.get('IdealReducerViT') is None
 
 
 def test_benchmark_ailurus_alone(tiny):
@@ -179,18 +255,17 @@ def test_benchmark_ailurus_alone(tiny):
     config, checkpoint = tiny
     report = run_benchmark(
         Config.fromfile(config), checkpoint, warmup=0, runs=1,
-        variants=('ailurus', ), flops=False, memory=False,
-        backbone_times=False)
-    assert list(report['results']) == ['ailurus']
-    assert 'speedup' not in report['results']['ailurus']
-    assert report['settings']['patch_tokens'] == 16
+        variants=('ailurus', ), flops=False, memory=False, stages=False)
+    assert list(report.results) == ['ailurus']
+    assert report.results['ailurus'].speedup is None
+    assert report.settings['patch_tokens'] == 16
     table = format_table(report)
     assert 'ailurus' in table and 'vanilla' not in table.split('\n', 4)[-1]
 
 
 @pytest.mark.parametrize('variants,match', [
-    (('vanilla', ), 'variants must include ailurus'),
-    (('ailurus', 'fastest'), 'variants must include ailurus'),
+    (('vanilla', ), 'variants must include an AiluRus one'),
+    (('ailurus', 'fastest'), 'variants must include an AiluRus one'),
 ])
 def test_benchmark_rejects_variants(tiny, variants, match):
     from mmengine.config import Config
@@ -199,3 +274,56 @@ def test_benchmark_rejects_variants(tiny, variants, match):
 
     with pytest.raises(ValueError, match=match):
         run_benchmark(Config.fromfile(tiny[0]), variants=variants)
+
+
+def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
+                                                  ade20k_root):
+    """A config with merged decoding: the sweep's AiluRus settings and the
+    visualized predictions use it, and give what TokenRecover gives."""
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis.sweep import run_sweep
+    from ailurus_mm.analysis.visualize import visualize_images
+
+    config, checkpoint = tiny
+    image = osp.join(ade20k_root, 'images', 'validation',
+                     'ADE_val_00000001.jpg')
+    results = {}
+    for merged in (False, True):
+        cfg = Config.fromfile(config)
+        if merged:
+            cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
+                                 'model.merged_decode': True})
+        rows = run_sweep(cfg, checkpoint, [0.5],
+                         out_dir=str(tmp_path / f'sweep{merged}'))
+        records = visualize_images(cfg, checkpoint, [image],
+                                   str(tmp_path / f'vis{merged}'))
+        results[merged] = (rows[1]['mIoU'], records[0]['pixel_agreement'])
+    assert results[True] == results[False]
+
+
+def test_variants_of_a_merged_decoding_config(tiny):
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis.variants import (config_variant,
+                                              supports_merged_decode,
+                                              variant_model_cfgs)
+
+    cfg = Config.fromfile(tiny[0])
+    assert config_variant(cfg.model) == 'ailurus'
+    assert supports_merged_decode(cfg.model)
+    cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
+                         'model.merged_decode': True})
+    assert config_variant(cfg.model) == 'ailurus_merged'
+    cfgs = variant_model_cfgs(cfg.model, ('vanilla', 'ailurus',
+                                          'ailurus_merged'))
+    assert (cfgs['vanilla'].type, cfgs['vanilla'].get('merged_decode')) == (
+        'EncoderDecoder', None)
+    assert cfgs['vanilla'].backbone.type == 'VisionTransformer'
+    assert 'neck' not in cfgs['vanilla']
+    assert (cfgs['ailurus'].type, cfgs['ailurus'].merged_decode) == (
+        'AiluRusEncoderDecoder', False)
+    assert cfgs['ailurus_merged'].merged_decode is True
+    cfg.model.decode_head = dict(type='FCNHead', in_channels=32,
+                                 channels=32, num_convs=1, num_classes=150)
+    assert not supports_merged_decode(cfg.model)

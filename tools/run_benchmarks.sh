@@ -10,7 +10,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=docs/benchmarks
 mkdir -p "$out"
 threads=${THREADS:-2}
-py=.venv/bin/python
+py=${PYTHON:-.venv/bin/python}
 B=configs/segmenter/ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py
 L=configs/segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py
 DET=configs/mask_rcnn/ailurus_mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-1024x1024.py
@@ -26,23 +26,29 @@ run() {  # name, then tools/benchmark.py arguments
 }
 selected=("$@")
 
-# Inference, every variant (vanilla, layers alone, ideal reducer, AiluRus),
-# at the no-fine-tuning (0.65) and the fine-tuning (0.25) settings and between.
+# Inference, every variant (vanilla, layers alone, ideal reducer and AiluRus,
+# each with the decode head on the recovered grid and with merged decoding),
+# at the no-fine-tuning (0.65) and the fine-tuning (0.25) settings and
+# between, with where the time goes (backbone, recovery, head, post).
 for keep in 0.65 0.5 0.25; do
   run "vitb_512_$keep" "$B" --warmup 1 --runs 3 \
     --cfg-options model.backbone.num_clusters=$keep
 done
 for keep in 0.65 0.5 0.25; do
-  run "vitl_640_$keep" "$L" --warmup 1 --runs 2 --no-backbone-times \
+  run "vitl_640_$keep" "$L" --warmup 1 --runs 2 \
     --cfg-options model.backbone.num_clusters=$keep
 done
+# Proportional attention: backbone time with prop_attn on vs off.
+run vitl_640_0.5_prop_attn "$L" --variants ailurus ailurus_prop_attn \
+  --warmup 1 --runs 3 --no-flops --no-memory \
+  --cfg-options model.backbone.num_clusters=0.5
 # 4096 tokens: share of clustering + recovery in the AiluRus forward.
 run vitl_1024_0.65 "$L" --shape 1024 1024 --variants ailurus --warmup 1 \
-  --runs 1 --no-flops --no-memory --no-backbone-times
+  --runs 1 --no-flops --no-memory --no-stage-times
 # The window option: clustering time at 1024 vs 4096 tokens.
 for size in 512 1024; do
   run "vitb_${size}_window3" "$B" --shape $size $size --variants ailurus \
-    --warmup 1 --runs 2 --no-flops --no-memory --no-backbone-times \
+    --warmup 1 --runs 2 --no-flops --no-memory --no-stage-times \
     --cfg-options model.backbone.window=3
 done
 # Fine-tuning: one optimizer step, vanilla vs AiluRus at the fine-tuning

@@ -1,12 +1,11 @@
 """Command-line front ends of the analysis tools."""
 import argparse
-import json
 from typing import List, Optional
 
 from mmengine.config import Config, DictAction
 
 from ailurus_mm.apis.config import load_config
-from .benchmark import VARIANTS
+from .variants import VARIANTS
 
 
 def quiet_mmengine() -> None:
@@ -35,11 +34,14 @@ def benchmark_parser() -> argparse.ArgumentParser:
                         help='torch threads (default: torch default)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument(
-        '--variants', nargs='+', default=list(VARIANTS), choices=VARIANTS,
-        help='which versions to time (ailurus at least; speed-ups need '
-        'vanilla)')
-    parser.add_argument('--no-backbone-times', action='store_true',
-                        help='skip timing the backbone (and neck) alone')
+        '--variants', nargs='+', choices=VARIANTS,
+        help='which versions to time (an AiluRus one at least; speed-ups '
+        'need vanilla; default: all but ailurus_prop_attn, the *_merged '
+        'ones if the decode head has merged decoding)')
+    parser.add_argument('--no-stage-times', '--no-backbone-times',
+                        dest='no_stage_times', action='store_true',
+                        help='skip timing the parts of the forward '
+                        '(backbone, recovery, head, post-processing)')
     parser.add_argument('--no-flops', action='store_true',
                         help='skip FLOP counting')
     parser.add_argument('--no-memory', action='store_true',
@@ -53,7 +55,9 @@ def benchmark_parser() -> argparse.ArgumentParser:
 
 
 def benchmark_main(argv: Optional[List[str]] = None) -> dict:
+    """Returns the report as a dict (what ``--out`` writes)."""
     from ailurus_mm.analysis import format_table, run_benchmark
+    from ailurus_mm.analysis.report import write_json
     from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
 
     args = benchmark_parser().parse_args(argv)
@@ -72,12 +76,11 @@ def benchmark_main(argv: Optional[List[str]] = None) -> dict:
         variants=args.variants,
         flops=not args.no_flops,
         memory=not args.no_memory,
-        backbone_times=not args.no_backbone_times)
+        stages=not args.no_stage_times)
     print(format_table(report))
     if args.out:
-        with open(args.out, 'w') as f:
-            json.dump(report, f, indent=2)
-    return report
+        write_json(report, args.out)
+    return report.to_dict()
 
 
 def _load_cfg(path: str, cfg_options) -> Config:

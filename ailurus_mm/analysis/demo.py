@@ -39,10 +39,11 @@ def demo_parser() -> argparse.ArgumentParser:
 def demo_main(argv: Optional[List[str]] = None) -> dict:
     from ailurus_mm.apis.checkpoint import allow_mmengine_checkpoints
     from ailurus_mm.ops import resolve_num_clusters
-    from .benchmark import default_shape, make_batch
+    from .benchmark import time_predictions
     from .cli import quiet_mmengine
-    from .measure import describe_tokens, interleaved_times, recorded_tokens
-    from .variants import build_variants
+    from .inputs import default_shape, make_batch
+    from .measure import describe_tokens
+    from .variants import build_variants, config_variant
 
     args = demo_parser().parse_args(argv)
     quiet_mmengine()
@@ -55,8 +56,11 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     weights = args.checkpoint or 'random weights (no checkpoint given)'
     print(f'AiluRus demo: {osp.basename(args.config)} at {shape[0]}x'
           f'{shape[1]}, {weights}')
+    # The config's own AiluRus model (with merged decoding if it asks).
+    ailurus = config_variant(cfg.model)
     models = build_variants(cfg, args.checkpoint,
-                            names=('vanilla', 'ailurus'), device=device)
+                            names=('vanilla', ailurus), device=device)
+    models['ailurus'] = models.pop(ailurus)
     image = None
     if args.image:
         import mmcv
@@ -64,30 +68,21 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     inputs, samples = make_batch(cfg, models['vanilla'], shape, 1, device,
                                  image=image)
 
-    # Each timed run predicts the image; its last prediction and the token
-    # count every layer received are kept.
-    preds = {}
-
-    def predict(name):
-        def fn():
-            with torch.no_grad():
-                preds[name] = models[name](
-                    inputs, samples, mode='predict')[0].pred_sem_seg.data
-        return fn
-
     print(f'timing both models in this process: batch 1, {args.warmup} '
           f'warm-up + {args.runs} interleaved runs each, '
           f'{torch.get_num_threads()} threads on {device} ...', flush=True)
-    with recorded_tokens({name: model.backbone
-                          for name, model in models.items()}) as tokens:
-        times = interleaved_times({name: predict(name) for name in models},
-                                  args.warmup, args.runs, device)
+    # The benchmark's own measurement: each timed run predicts the image;
+    # the last predictions and the token count of every layer are kept.
+    timing = time_predictions(models, inputs, samples, args.warmup,
+                              args.runs, device)
+    tokens, preds = timing.tokens_per_layer, timing.predictions
 
     backbone = models['ailurus'].backbone
     extra = 1 if backbone.with_cls_token else 0
     patch_tokens = tokens['vanilla'][0] - extra
     kept = resolve_num_clusters(backbone.num_clusters, patch_tokens)
-    speed = {name: 1.0 / min(values) for name, values in times.items()}
+    speed = {name: 1.0 / min(values)
+             for name, values in timing.seconds.items()}
     agreement = (preds['vanilla'] == preds['ailurus']).float().mean().item()
     per_layer = {name: describe_tokens(t) for name, t in tokens.items()}
     print(f'tokens: {patch_tokens} patch tokens -> {kept} after layer '
@@ -105,5 +100,6 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
         patch_tokens=patch_tokens,
         kept_tokens=kept,
         tokens_per_layer={name: list(t) for name, t in tokens.items()},
+        predictions=preds,
         pixel_agreement=agreement,
         threads=torch.get_num_threads())

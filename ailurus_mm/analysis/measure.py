@@ -7,7 +7,7 @@ CUDA every timed region is synchronised.
 """
 import time
 from contextlib import contextmanager
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Tuple
 
 import torch
 from torch import nn
@@ -54,6 +54,19 @@ def _baddbmm_flop_jit(inputs, outputs) -> int:
     return batch * rows * inner * cols
 
 
+def _sdpa_flop_jit(inputs, outputs) -> int:
+    """``scaled_dot_product_attention``: ``q k^T`` and ``attn v``, counted
+    as the two bmm of the explicit path (mmengine has no handle for it)."""
+    from mmengine.analysis.jit_handles import get_shape
+    query, key, value = (get_shape(inputs[i]) for i in range(3))
+    *batch, length_q, dims = query
+    length_k, dims_v = key[-2], value[-1]
+    num = 1
+    for size in batch:
+        num *= size
+    return num * length_q * length_k * (dims + dims_v)
+
+
 def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
     """FLOPs of one tensor-mode forward, counted by mmengine's FlopAnalyzer
     (fvcore convention: one fused multiply-add counts as one FLOP)."""
@@ -63,6 +76,8 @@ def count_flops(model: nn.Module, inputs: torch.Tensor) -> int:
     # The clustering's distance matmuls are baddbmm, which mmengine has no
     # default handle for; count it as the bmm it contains.
     analyzer.set_op_handle('aten::baddbmm', _baddbmm_flop_jit)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention',
+                           _sdpa_flop_jit)
     analyzer.unsupported_ops_warnings(False)
     analyzer.uncalled_modules_warnings(False)
     analyzer.tracer_warnings('none')
@@ -164,8 +179,3 @@ def stage_times(backbone: nn.Module, neck: nn.Module, inputs: torch.Tensor,
             dict(cluster=cluster_merge, recover=lambda: neck(outputs)),
             warmup, runs, device)
     return min(times['cluster']), min(times['recover'])
-
-
-def summarize(values: Sequence[float]) -> Dict[str, float]:
-    ordered = sorted(values)
-    return dict(min=ordered[0], median=ordered[len(ordered) // 2])

@@ -82,7 +82,8 @@ def run_sweep(cfg: Config,
     from mmengine.runner import Runner
 
     from .accuracy import find_reducers
-    from .variants import build_model, build_variants, variant_model_cfgs
+    from .variants import (build_model, build_variants, config_variant,
+                           variant_model_cfgs)
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -112,7 +113,8 @@ def run_sweep(cfg: Config,
                      cluster_layer=None, num_clusters=None),
                 evaluate(models['vanilla'], 'vanilla'))]
     del models
-    ailurus_cfg = variant_model_cfgs(cfg.model)['ailurus']
+    ailurus = config_variant(cfg.model)
+    ailurus_cfg = variant_model_cfgs(cfg.model, (ailurus, ))[ailurus]
     for layer in cluster_layers:
         for reducer, knobs in reducer_knobs:
             for attn in prop_attn:

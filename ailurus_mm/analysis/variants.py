@@ -4,18 +4,29 @@ A benchmark compares an AiluRus config with the model it accelerates. The
 variants are derived from the AiluRus config itself, so they differ in
 exactly one thing:
 
-- ``vanilla``: the backbone is mmseg's ``VisionTransformer`` and the
-  ``TokenRecover`` neck is gone: the original model.
+- ``vanilla``: the backbone is mmseg's ``VisionTransformer``, the
+  ``TokenRecover`` neck is gone and the segmentor is ``EncoderDecoder``: the
+  original model.
 - ``nothing_merged``: ``AiluRusViT`` with ``num_clusters=1.0``; it equals the
   vanilla model, and its time shows any speed-up (or cost) of the layers
   themselves, apart from token reduction.
 - ``ideal``: the vanilla layers keep the same number of tokens after the same
   layer at zero cost (the first ``M`` are kept, and copied back before the
   head): the limit any token reducer can reach.
-- ``ailurus``: the config as it is.
+- ``ideal_merged``: the ideal reducer whose decode head runs on the ``M``
+  kept tokens (merged decoding, at zero reduction cost).
+- ``ailurus``: the config's AiluRus model, decode head on the recovered grid
+  (``TokenRecover``).
+- ``ailurus_merged``: the same with merged decoding (the decode head on the
+  ``M`` merged tokens; Segmenter's mask transformer and linear heads).
+- ``ailurus_prop_attn`` (on request): ``ailurus`` with ``prop_attn=True``.
+
+The ``*_merged`` variants exist only for heads with merged decoding. The
+ideal reducer is a benchmark device: it is not registered anywhere, the
+variant gets it by swapping the class of the built ``AiluRusViT``.
 """
 import copy
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 import torch
 from mmengine.config import Config, ConfigDict
@@ -26,11 +37,24 @@ from ailurus_mm.ops import ClusterAssignment, resolve_num_clusters
 
 AILURUS_KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight',
                  'window', 'prop_attn')
+VARIANTS = ('vanilla', 'nothing_merged', 'ideal', 'ideal_merged', 'ailurus',
+            'ailurus_merged', 'ailurus_prop_attn')
+DEFAULT_VARIANTS = VARIANTS[:-1]
+# The variants whose decode head runs on the merged tokens.
+MERGED_DECODING = ('ideal_merged', 'ailurus_merged')
+DESCRIPTIONS = {
+    'vanilla': 'mmseg VisionTransformer, all tokens',
+    'nothing_merged': 'AiluRusViT, num_clusters=1.0 (layers alone)',
+    'ideal': 'ideal reducer: same token count, zero cost',
+    'ideal_merged': 'ideal reducer, decode head on the kept tokens',
+    'ailurus': 'AiluRusViT as configured, TokenRecover + head',
+    'ailurus_merged': 'AiluRusViT as configured, merged decoding',
+    'ailurus_prop_attn': 'AiluRusViT with prop_attn=True, TokenRecover',
+}
 
 
-@MMSEG_MODELS.register_module()
 class IdealReducerViT(AiluRusViT):
-    """Zero-cost token reduction, for benchmarks only.
+    """Zero-cost token reduction, for benchmarks only (not registered).
 
     Keeps the first ``M`` patch tokens after ``cluster_layer`` (a slice) and
     restores the grid by copying them back (``index = p mod M``), so its time
@@ -53,6 +77,16 @@ class IdealReducerViT(AiluRusViT):
     def merge(self, x, assignment):
         extra = 1 if self.with_cls_token else 0
         return x[:, :extra + assignment.num_clusters]
+
+
+def make_ideal(model: torch.nn.Module) -> torch.nn.Module:
+    """Turn a built AiluRus model's backbone into the ideal reducer (class
+    swap, in place; same parameters)."""
+    if type(model.backbone) not in (AiluRusViT, IdealReducerViT):
+        raise TypeError('the ideal reducer replaces an AiluRusViT backbone, '
+                        f'got {type(model.backbone).__name__}')
+    model.backbone.__class__ = IdealReducerViT
+    return model
 
 
 def _scoped(type_name: str, new_name: str) -> str:
@@ -85,31 +119,82 @@ def ailurus_backbone_cfg(model_cfg: ConfigDict) -> ConfigDict:
     return backbone
 
 
-def variant_model_cfgs(model_cfg: ConfigDict) -> Dict[str, ConfigDict]:
-    """Model configs of the ``vanilla``, ``nothing_merged``, ``ideal`` and
-    ``ailurus`` variants of an AiluRus model config."""
+def _is_segmentor(model_cfg: ConfigDict) -> bool:
+    return str(model_cfg.get('type', '')).split('.')[-1] in (
+        'EncoderDecoder', 'AiluRusEncoderDecoder')
+
+
+def supports_merged_decode(model_cfg: ConfigDict) -> bool:
+    """Whether the config's model can decode merged tokens (an
+    ``EncoderDecoder`` with a plain ``TokenRecover`` neck and a supported
+    decode head; the head alone is built to check it)."""
+    from mmengine.registry import DefaultScope
+
+    from ailurus_mm.models.merged_decode import merged_decode_unsupported
+
+    neck = model_cfg.get('neck')
+    if not _is_segmentor(model_cfg) or not _is_token_recover(neck) or \
+            neck.get('neck') is not None:
+        return False
+    head = model_cfg.get('decode_head')
+    if not isinstance(head, dict):
+        return False
+    head = copy.deepcopy(head)
+    head.pop('init_cfg', None)
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        head = MMSEG_MODELS.build(head)
+    return not merged_decode_unsupported(head)
+
+
+def config_variant(model_cfg: ConfigDict) -> str:
+    """The variant that is the config's own model: ``'ailurus_merged'`` if
+    it turns merged decoding on, else ``'ailurus'``."""
+    return 'ailurus_merged' if model_cfg.get('merged_decode') else 'ailurus'
+
+
+def _with_decoding(model_cfg: ConfigDict, merged: bool) -> ConfigDict:
+    cfg = copy.deepcopy(model_cfg)
+    if merged:
+        cfg['type'] = _scoped(cfg['type'], 'AiluRusEncoderDecoder')
+        cfg['merged_decode'] = True
+    elif 'merged_decode' in cfg:
+        cfg['merged_decode'] = False
+    return cfg
+
+
+def variant_model_cfgs(model_cfg: ConfigDict,
+                       names: Sequence[str] = DEFAULT_VARIANTS
+                       ) -> Dict[str, ConfigDict]:
+    """Model configs of the variants (see the module docstring) of an
+    AiluRus model config. The ``ideal*`` ones are their AiluRus twins':
+    :func:`build_variants` swaps the backbone."""
     backbone = ailurus_backbone_cfg(model_cfg)
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f'unknown variants {unknown}; choose from '
+                         f'{list(VARIANTS)}')
     cfgs = {}
-    vanilla = copy.deepcopy(model_cfg)
-    for knob in AILURUS_KNOBS:
-        vanilla['backbone'].pop(knob, None)
-    vanilla['backbone']['type'] = _scoped(backbone['type'],
-                                          'VisionTransformer')
-    neck = _without_token_recover(model_cfg.get('neck'))
-    if neck is None:
-        vanilla.pop('neck', None)
-    else:
-        vanilla['neck'] = neck
-    cfgs['vanilla'] = vanilla
-
-    nothing_merged = copy.deepcopy(model_cfg)
-    nothing_merged['backbone']['num_clusters'] = 1.0
-    cfgs['nothing_merged'] = nothing_merged
-
-    ideal = copy.deepcopy(model_cfg)
-    ideal['backbone']['type'] = _scoped(backbone['type'], 'IdealReducerViT')
-    cfgs['ideal'] = ideal
-    cfgs['ailurus'] = copy.deepcopy(model_cfg)
+    for name in names:
+        merged = name in MERGED_DECODING
+        cfg = _with_decoding(model_cfg, merged)
+        if name == 'vanilla':
+            for knob in AILURUS_KNOBS:
+                cfg['backbone'].pop(knob, None)
+            cfg['backbone']['type'] = _scoped(backbone['type'],
+                                              'VisionTransformer')
+            if str(cfg.get('type', '')).endswith('AiluRusEncoderDecoder'):
+                cfg['type'] = _scoped(cfg['type'], 'EncoderDecoder')
+                cfg.pop('merged_decode', None)
+            neck = _without_token_recover(model_cfg.get('neck'))
+            if neck is None:
+                cfg.pop('neck', None)
+            else:
+                cfg['neck'] = neck
+        elif name == 'nothing_merged':
+            cfg['backbone']['num_clusters'] = 1.0
+        elif name == 'ailurus_prop_attn':
+            cfg['backbone']['prop_attn'] = True
+        cfgs[name] = cfg
     return cfgs
 
 
@@ -133,16 +218,19 @@ def build_model(model_cfg: ConfigDict, cfg: Config):
 
 def build_variants(cfg: Config,
                    checkpoint: Optional[str] = None,
-                   names=('vanilla', 'nothing_merged', 'ideal', 'ailurus'),
+                   names: Sequence[str] = ('vanilla', 'ailurus'),
                    device: str = 'cpu') -> Dict[str, torch.nn.Module]:
     """Build the variants with one set of weights, in eval mode.
+
+    The variants share their parameter tensors (one copy in memory: a
+    ViT-L is 1.3 GB); gradients stay separate.
 
     Args:
         cfg: An AiluRus config (``model.backbone.type='AiluRusViT'``).
         checkpoint: Optional mmseg/mmdet checkpoint (strictly loaded);
             without it the vanilla model's random initialisation (mmseg's
             ``init_weights``) is shared by all variants.
-        names: Which variants to build.
+        names: Which variants to build (see :data:`VARIANTS`).
         device: Where to put them.
 
     Returns:
@@ -152,18 +240,24 @@ def build_variants(cfg: Config,
                                             checkpoint_state_dict,
                                             load_checkpoint_file)
 
-    cfgs = variant_model_cfgs(cfg.model)
+    cfgs = variant_model_cfgs(cfg.model, ('vanilla', *names))
     torch.manual_seed(0)
-    vanilla = build_model(cfgs['vanilla'], cfg)
+    vanilla = build_model(cfgs['vanilla'], cfg).to(device)
     if checkpoint is not None:
         state_dict = checkpoint_state_dict(load_checkpoint_file(checkpoint))
         check_state_dict(vanilla, state_dict, source=checkpoint)
+        vanilla.load_state_dict(state_dict, strict=True)
     else:
         vanilla.init_weights()
-        state_dict = vanilla.state_dict()
+    state_dict = vanilla.state_dict()
     models = {}
     for name in names:
-        model = vanilla if name == 'vanilla' else build_model(cfgs[name], cfg)
-        model.load_state_dict(state_dict, strict=True)
+        if name == 'vanilla':
+            model = vanilla
+        else:
+            model = build_model(cfgs[name], cfg)
+            model.load_state_dict(state_dict, strict=True, assign=True)
+            if name.startswith('ideal'):
+                make_ideal(model)
         models[name] = model.to(device).eval()
     return models

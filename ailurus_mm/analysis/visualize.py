@@ -109,15 +109,17 @@ def visualize_images(cfg,
     import cv2
     import mmcv
 
-    from .benchmark import default_shape, make_batch
-    from .variants import build_variants
+    from .inputs import default_shape, make_batch
+    from .variants import build_variants, config_variant
 
     missing = [path for path in images if not osp.isfile(path)]
     if missing:
         raise FileNotFoundError(f'cannot read image(s): {missing}')
     shape = default_shape(cfg)
-    models = build_variants(cfg, checkpoint, names=('vanilla', 'ailurus'),
+    ailurus = config_variant(cfg.model)
+    models = build_variants(cfg, checkpoint, names=('vanilla', ailurus),
                             device=device)
+    models['ailurus'] = models.pop(ailurus)
     num_classes = cfg.model.decode_head.num_classes
     palette = _palette(cfg, num_classes)
     os.makedirs(out_dir, exist_ok=True)

@@ -1,7 +1,8 @@
 """mm integration.
 
-Importing this module registers ``AiluRusViT`` and ``TokenRecover`` in mmseg's
-``MODELS`` registry; nothing else. mmdet configs import
+Importing this module registers ``AiluRusViT``, ``TokenRecover`` and
+``AiluRusEncoderDecoder`` in mmseg's ``MODELS`` registry; nothing else.
+mmdet configs import
 ``ailurus_mm.models.det`` instead, which also registers ``SimpleFPN`` in
 mmdet's ``MODELS``. Checkpoint loading (strict, and Runner checkpoints under
 torch's ``weights_only`` loader) is switched on separately, by
@@ -9,6 +10,10 @@ torch's ``weights_only`` loader) is switched on separately, by
 """
 from .ailurus_vit import AiluRusViT
 from .outputs import AiluRusOutputs
+from .segmentor import AiluRusEncoderDecoder, enable_merged_decode
 from .token_recover import TokenRecover
 
-__all__ = ['AiluRusViT', 'TokenRecover', 'AiluRusOutputs']
+__all__ = [
+    'AiluRusViT', 'TokenRecover', 'AiluRusOutputs', 'AiluRusEncoderDecoder',
+    'enable_merged_decode'
+]

@@ -4,9 +4,7 @@ import numbers
 from typing import List, Optional, Union
 
 import torch
-import torch.utils.checkpoint as cp
-from mmseg.models.backbones.vit import (TransformerEncoderLayer,
-                                        VisionTransformer)
+from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
 from torch import Tensor
 from torch.profiler import record_function
@@ -14,6 +12,8 @@ from torch.profiler import record_function
 from ailurus_mm.ops import (REDUCERS, ClusterAssignment, cluster_tokens,
                             merge_tokens, recover_tokens,
                             resolve_num_clusters)
+from ailurus_mm.ops.attention import size_bias
+from .attention import KeyBiasEncoderLayer, enable_key_bias
 from .outputs import AiluRusOutputs
 from .token_recover import tokens_to_map
 
@@ -179,6 +179,7 @@ class AiluRusViT(VisionTransformer):
         self.prop_attn = prop_attn
         self.reducer = reducer
         self.recover_detail = recover_detail
+        enable_key_bias(self.layers, 'AiluRusViT.layers')
 
     def train(self, mode: bool = True) -> 'AiluRusViT':
         # mmseg's VisionTransformer.train returns None; nn.Module's returns
@@ -233,30 +234,16 @@ class AiluRusViT(VisionTransformer):
 
     def _attn_bias(self, assignment: ClusterAssignment,
                    x: Tensor) -> Tensor:
-        """``log(size)`` of every key token, ``[B * heads, L, L]``."""
-        log_sizes = assignment.sizes.to(x.dtype).log()
-        if self.with_cls_token:
-            log_sizes = torch.cat([log_sizes.new_zeros(x.shape[0], 1),
-                                   log_sizes], dim=1)
-        num_heads = self.layers[0].attn.num_heads
-        batch, length = log_sizes.shape
-        return log_sizes[:, None, None, :].expand(
-            batch, num_heads, length, length).reshape(
-                batch * num_heads, length, length)
+        """``log(size)`` of every key token (0 for the cls token),
+        ``[B, L]``; broadcast over heads and queries by the layers."""
+        return size_bias(assignment.sizes, int(self.with_cls_token),
+                         dtype=x.dtype)
 
     @staticmethod
-    def _run_layer(layer: TransformerEncoderLayer, x: Tensor,
+    def _run_layer(layer: KeyBiasEncoderLayer, x: Tensor,
                    attn_bias: Optional[Tensor]) -> Tensor:
-        if attn_bias is None:
-            return layer(x)
-
-        def _inner_forward(x):
-            x = layer.attn(layer.norm1(x), identity=x, attn_mask=attn_bias)
-            return layer.ffn(layer.norm2(x), identity=x)
-
-        if layer.with_cp and x.requires_grad:
-            return cp.checkpoint(_inner_forward, x, use_reentrant=False)
-        return _inner_forward(x)
+        # The layer module itself is called, so its forward hooks fire.
+        return layer(x) if attn_bias is None else layer(x, key_bias=attn_bias)
 
     def forward(self, inputs: Tensor) -> AiluRusOutputs:
         """Args:

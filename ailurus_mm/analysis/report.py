@@ -1,0 +1,130 @@
+"""A :class:`~ailurus_mm.analysis.benchmark.BenchmarkReport` as text and
+JSON (what ``tools/benchmark.py`` prints and writes)."""
+import json
+from typing import List
+
+from .benchmark import DET_STAGES, SEG_STAGES, BenchmarkReport
+from .measure import describe_tokens
+
+STAGE_HEADERS = dict(backbone='backbone', recover='recover',
+                     decode_head='head', post='post',
+                     neck_heads='neck+heads')
+
+
+def write_json(report: BenchmarkReport, path: str) -> None:
+    with open(path, 'w') as f:
+        json.dump(report.to_dict(), f, indent=2)
+
+
+def _settings_lines(report: BenchmarkReport) -> List[str]:
+    settings = report.settings
+    return [
+        f"config: {settings['config']}",
+        f"mode: {settings['mode']}, input {settings['shape'][0]}x"
+        f"{settings['shape'][1]}, batch 1, {settings['threads']} threads on "
+        f"{settings['device']} ({settings['machine']}), warm-up "
+        f"{settings['warmup']}, min of {settings['runs']} interleaved runs",
+        f"AiluRus: cluster_layer={settings['cluster_layer']}, "
+        f"num_clusters={settings['num_clusters']}: "
+        f"{settings['patch_tokens']} -> {settings['kept_tokens']} patch "
+        f"tokens, k={settings['k']}, spatial_weight="
+        f"{settings['spatial_weight']}, window={settings['window']}, "
+        f"prop_attn={settings['prop_attn']}",
+        '',
+    ]
+
+
+def format_table(report: BenchmarkReport) -> str:
+    """The report as plain-text tables: speed, FLOPs, memory and tokens per
+    variant, then where the time goes, then the summary ratios."""
+    results = report.results
+    first = next(iter(results.values()))
+    has_flops = first.flops is not None
+    has_memory = first.peak_memory_bytes is not None
+    has_ratio = first.speedup is not None
+    lines = _settings_lines(report)
+
+    header = f"{'variant':<18}{'img/s':>9}{'speed-up':>10}{'whole ms':>10}"
+    if has_flops:
+        header += f"{'GFLOPs':>9}{'FLOP ratio':>12}"
+    header += f"{'params M':>10}"
+    if has_memory:
+        header += f"{'peak MB':>9}"
+    lines.append(header + '  tokens per layer')
+    for name, result in results.items():
+        row = f'{name:<18}{result.images_per_second:>9.3f}'
+        row += f'{result.speedup:>9.2f}x' if has_ratio else f"{'-':>10}"
+        row += f'{1000 * result.seconds.min:>10.1f}'
+        if has_flops:
+            row += f'{result.flops / 1e9:>9.1f}'
+            row += f'{result.flop_ratio:>11.2f}x' if has_ratio else \
+                f"{'-':>12}"
+        row += f'{result.parameters / 1e6:>10.1f}'
+        if has_memory:
+            row += f'{result.peak_memory_bytes / 2**20:>9.0f}'
+        lines.append(row + '  ' + describe_tokens(result.tokens_per_layer))
+
+    parts = [part for part in dict.fromkeys(SEG_STAGES + DET_STAGES)
+             if any(part in r.stages for r in results.values())]
+    if parts:
+        lines += ['', 'where the time goes (ms, each part timed alone; '
+                  'backbone includes clustering):']
+        header = f"{'variant':<18}" + ''.join(
+            f'{STAGE_HEADERS[part]:>12}' for part in parts) + \
+            f"{'sum':>10}{'whole':>10}"
+        lines.append(header)
+        for name, result in results.items():
+            row = f'{name:<18}'
+            for part in parts:
+                seconds = result.stages.get(part)
+                row += f'{1000 * seconds.min:>12.1f}' if seconds else \
+                    f"{'-':>12}"
+            total = sum(s.min for s in result.stages.values())
+            row += f'{1000 * total:>10.1f}{1000 * result.seconds.min:>10.1f}'
+            lines.append(row)
+
+    lines += [''] + _summary_lines(report)
+    return '\n'.join(lines)
+
+
+def _summary_lines(report: BenchmarkReport) -> List[str]:
+    summary, results = report.summary, report.results
+    lines = []
+    for ailurus, ideal in (('ailurus', 'ideal'),
+                           ('ailurus_merged', 'ideal_merged')):
+        key = f'{ailurus}_over_{ideal}_time'
+        if key in summary:
+            lines.append(f'{ailurus} time / {ideal} time: '
+                         f'{summary[key]:.3f}')
+    if 'nothing_merged_speedup' in summary:
+        lines.append('layers alone (nothing merged vs vanilla): '
+                     f"{summary['nothing_merged_speedup']:.3f}x")
+    for name in ('ailurus', 'ailurus_merged'):
+        parts = [
+            f'{STAGE_HEADERS[part]} {summary[key]:.2f}x'
+            for part in dict.fromkeys(SEG_STAGES + DET_STAGES)
+            for key in [f'{name}_{part}_speedup'] if key in summary
+        ]
+        if parts and results[name].speedup is not None:
+            lines.append(f'{name} vs vanilla: ' + ', '.join(parts) +
+                         f', whole {results[name].speedup:.2f}x')
+    if 'merged_head_all_tokens_time_ratio' in summary:
+        lines.append(
+            'attention kernel alone: merged-decoding head on all N tokens '
+            '(sizes 1) / vanilla head: '
+            f"{summary['merged_head_all_tokens_time_ratio']:.3f}")
+    if 'prop_attn_backbone_time_ratio' in summary:
+        lines.append('backbone time with prop_attn / without: '
+                     f"{summary['prop_attn_backbone_time_ratio']:.3f}")
+    if 'cluster_recover_share' in summary:
+        line = (
+            f"clustering+merge {1000 * summary['cluster_merge_seconds']:.1f}"
+            f" ms, recovery {1000 * summary['recover_seconds']:.1f} ms: "
+            f"{100 * summary['cluster_recover_share']:.2f}% of the AiluRus "
+            'forward')
+        if 'cluster_share_merged' in summary:
+            line += (f"; clustering+merge is "
+                     f"{100 * summary['cluster_share_merged']:.2f}% of the "
+                     'merged-decoding forward')
+        lines.append(line)
+    return lines
