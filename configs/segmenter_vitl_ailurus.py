@@ -6,6 +6,3 @@
 # Every dataset/backbone/setting is in configs/segmenter/ (see
 # configs/README.md).
 _base_ = ['./segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py']  # noqa
-# Checkpoints (load_from, tools/test.py's, --resume) must fit the model
-# exactly, under mmseg's tools too (ailurus_mm/engine/hooks.py).
-custom_hooks = [dict(type='ailurus_mm.StrictLoadHook')]

@@ -264,6 +264,9 @@ def test_no_ft_config_differs_from_its_vanilla_twin_only_by_ailurus(path):
     cfg, twin = load(path), load(twin_path)
 
     model, twin_model = plain(cfg.model), plain(twin.model)
+    assert twin_model.pop('type') == 'EncoderDecoder'
+    assert model.pop('type') == 'AiluRusEncoderDecoder'
+    assert model.pop('merged_decode') is True
     assert twin_model['backbone'].pop('type') == 'VisionTransformer'
     assert model['backbone'].pop('type') == 'AiluRusViT'
     # The cluster settings are AiluRusViT's defaults, not restated.
@@ -280,6 +283,8 @@ def test_no_ft_config_differs_from_its_vanilla_twin_only_by_ailurus(path):
     assert cfg.load_from is None
     assert cfg.custom_imports == dict(
         imports=['ailurus_mm.models'], allow_failed_imports=False)
+    assert cfg.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+    assert twin.get('custom_hooks', []) == []
 
 
 @pytest.mark.parametrize('path', FT)
@@ -333,7 +338,8 @@ def test_no_ft_config_bodies_are_uniform():
     bodies = set()
     for path in NO_FT:
         body = config_body(path)
-        assert set(body) >= {'_base_', 'custom_imports', 'model'}
+        assert set(body) >= {'_base_', 'custom_imports', 'custom_hooks',
+                             'model'}
         body.pop('_base_')
         bodies.add(tuple((key, ast.dump(value))
                          for key, value in sorted(body.items())))

@@ -6,7 +6,8 @@ logits are gathered back to the grid (see
 :mod:`ailurus_mm.models.merged_decode`): the same logits as ``TokenRecover``
 plus the unchanged head, at a fraction of the head's cost. Auxiliary heads,
 and the decode head when it reads an output taken before clustering (or
-when nothing was merged), keep the ``TokenRecover`` path. The modules and
+when nothing was merged, or with ``recover_detail=True``), keep the
+``TokenRecover`` path. The modules and
 their parameter names are those of the vanilla model, so vanilla
 checkpoints load strictly.
 """
@@ -76,7 +77,10 @@ class AiluRusEncoderDecoder(EncoderDecoder):
             ``None``.
         """
         head = self.decode_head
-        if self.merged_decode and isinstance(outputs, AiluRusOutputs):
+        # Per-token detail (recover_detail=True) makes the tokens of a
+        # cluster differ: only the recovered grid is then exact.
+        if self.merged_decode and isinstance(outputs, AiluRusOutputs) \
+                and outputs.detail is None:
             feature = outputs.features[head.in_index]
             if outputs.merged[head.in_index] and isinstance(feature, Tensor):
                 return merged_head_forward(head, feature,

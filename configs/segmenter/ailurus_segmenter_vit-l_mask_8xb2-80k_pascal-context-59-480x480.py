@@ -3,10 +3,19 @@
 # evaluate a vanilla checkpoint of the _base_ config
 # segmenter_vit-l_mask_8xb2-80k_pascal-context-59-480x480.py with
 #   python tools/test.py THIS_CONFIG VANILLA.pth --no-finetune
-# Only the backbone type and the neck differ from it; the cluster settings are
+# Only the segmentor, backbone and neck types and the strict-loading hook
+# differ from it; the cluster settings are
 # AiluRusViT's defaults (configs/README.md).
 _base_ = ['./segmenter_vit-l_mask_8xb2-80k_pascal-context-59-480x480.py']
 custom_imports = dict(
     imports=['ailurus_mm.models'], allow_failed_imports=False)
+# Checkpoints must fit the model exactly, under any tool
+# (ailurus_mm/engine/hooks.py).
+custom_hooks = [dict(type='ailurus_mm.StrictLoadHook')]
+# The decode head runs on the merged tokens: exactly the same logits as on
+# the recovered grid, at a fraction of the cost (README, "Merged decoding").
 model = dict(
-    backbone=dict(type='AiluRusViT'), neck=dict(type='TokenRecover'))
+    type='AiluRusEncoderDecoder',
+    merged_decode=True,
+    backbone=dict(type='AiluRusViT'),
+    neck=dict(type='TokenRecover'))
