@@ -53,7 +53,8 @@ if __name__ == '__main__':
         python_requires='>=3.9',
         packages=find_packages(include=['ailurus_mm', 'ailurus_mm.*']),
         package_data={
-            'ailurus_mm': ['py.typed', '.mim/configs/*.py',
+            'ailurus_mm': ['py.typed', 'checkpoints/*.pth',
+                           '.mim/configs/*.py',
                            '.mim/configs/*/*.py', '.mim/configs/*.md',
                            '.mim/configs/*/*.md']
         },

@@ -200,9 +200,13 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
     config, checkpoint = tiny
     out = run_tool('demo', [
         '--config', config, '--checkpoint', checkpoint, '--warmup', '0',
-        '--runs', '1', '--threads', '1'
+        '--runs', '1', '--threads', '1', '--accuracy-images', '2'
     ], cwd=str(tmp_path))
     assert 'tokens: 16 patch tokens -> 8 after layer 0' in out
+    # The shipped proxy model at 640x640 (40 x 40 patches), a quarter kept.
+    assert re.search(r'accuracy \(synthetic proxy, not ADE20K\): .* 2 '
+                     r'generated scenes at 640x640, 1600 -> 400 tokens .*: '
+                     r'vanilla mIoU [0-9.]+, AiluRus mIoU [0-9.]+', out)
     assert 'vanilla 3x17, AiluRus 1x17 + 2x9' in out
     assert 'timing both models in this process' in out and '1 threads' in out
     assert len(re.findall(r'vanilla: [0-9.]+ img/s, AiluRus: [0-9.]+ img/s, '
@@ -229,7 +233,7 @@ def test_demo_with_merged_decoding_predicts_the_same(tiny):
 
     config, checkpoint = tiny
     common = ['--config', config, '--checkpoint', checkpoint, '--warmup',
-              '0', '--runs', '1']
+              '0', '--runs', '1', '--accuracy-images', '0']
     plain = demo_main(common)
     merged = demo_main(common + [
         '--cfg-options', 'model.type=AiluRusEncoderDecoder',

@@ -31,8 +31,9 @@ def _mm_config(tmp_path, name):
 
 
 def _defaults():
-    return dict(cluster_layer=1, num_clusters=0.65, k=5, spatial_weight=1.0,
-                window=None, prop_attn=False)
+    return dict(cluster_layer=1, num_clusters=0.25, k=5, spatial_weight=1.0,
+                window=None, prop_attn=True, reducer='dpc_knn',
+                recover_detail=False)
 
 
 @pytest.fixture(scope='module')
@@ -168,7 +169,7 @@ def test_apply_names_the_backbone_it_cannot_convert():
 
 def test_to_ailurus_config_equals_our_config(tmp_path):
     vanilla = _mm_config(tmp_path, VANILLA_B)
-    converted = ailurus_mm.to_ailurus_config(vanilla, num_clusters=0.65)
+    converted = ailurus_mm.to_ailurus_config(vanilla, merged_decode=True)
     ours = Config.fromfile(AILURUS_B)
     assert vanilla.model.backbone.type == 'VisionTransformer'  # a copy
     backbone, expected = converted.model.backbone, ours.model.backbone
@@ -183,7 +184,9 @@ def test_to_ailurus_config_equals_our_config(tmp_path):
 
 
 def test_to_ailurus_config_of_a_detector_equals_our_config():
-    converted = ailurus_mm.to_ailurus_config(Config.fromfile(DET_VANILLA))
+    # The detection configs keep their own starting point (not measured).
+    converted = ailurus_mm.to_ailurus_config(
+        Config.fromfile(DET_VANILLA), num_clusters=0.65, prop_attn=False)
     ours = Config.fromfile(DET_AILURUS)
     assert converted.model.backbone.type == 'mmseg.AiluRusViT'
     assert {**_defaults(), **converted.model.backbone} == \

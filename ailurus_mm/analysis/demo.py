@@ -33,6 +33,13 @@ def demo_parser() -> argparse.ArgumentParser:
     parser.add_argument('--runs', type=int, default=2)
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument(
+        '--accuracy-checkpoint',
+        help='the accuracy line: a model of the synthetic proxy (default: '
+        'the one shipped in ailurus_mm/checkpoints)')
+    parser.add_argument('--accuracy-images', type=int, default=8,
+                        help='generated 640x640 proxy scenes for the '
+                        'accuracy line (0: skip it)')
     return parser
 
 
@@ -94,7 +101,19 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
           f"{speed['ailurus'] / speed['vanilla']:.2f}x (min of "
           f'{args.runs} runs)')
     print(f'pixel agreement of the two predictions: {100 * agreement:.2f}%')
+    accuracy = None
+    if args.accuracy_images > 0:
+        from .accuracy import proxy_accuracy
+        accuracy = proxy_accuracy(args.accuracy_checkpoint,
+                                  args.accuracy_images, device=args.device)
+        print(f"accuracy (synthetic proxy, not ADE20K): Segmenter ViT-T "
+              f"trained here, {accuracy['images']} generated scenes at "
+              f"640x640, {accuracy['tokens']} -> {accuracy['kept']} tokens "
+              f"with AiluRusViT's defaults: vanilla mIoU "
+              f"{accuracy['vanilla']:.2f}, AiluRus mIoU "
+              f"{accuracy['ailurus']:.2f}")
     return dict(
+        accuracy=accuracy,
         images_per_second=speed,
         speedup=speed['ailurus'] / speed['vanilla'],
         patch_tokens=patch_tokens,

@@ -93,11 +93,11 @@ class AiluRusViT(VisionTransformer):
 
     def __init__(self,
                  cluster_layer: int = 1,
-                 num_clusters: Union[int, float] = 0.65,
+                 num_clusters: Union[int, float] = 0.25,
                  k: int = 5,
                  spatial_weight: float = 1.0,
                  window: Optional[int] = None,
-                 prop_attn: bool = False,
+                 prop_attn: bool = True,
                  reducer: str = 'dpc_knn',
                  recover_detail: bool = False,
                  **kwargs) -> None:
