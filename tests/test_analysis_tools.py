@@ -234,11 +234,8 @@ def test_demo_with_merged_decoding_predicts_the_same(tiny):
     config, checkpoint = tiny
     common = ['--config', config, '--checkpoint', checkpoint, '--warmup',
               '0', '--runs', '1', '--accuracy-images', '0']
-    plain = demo_main(common)
-    merged = demo_main(common + [
-        '--cfg-options', 'model.type=AiluRusEncoderDecoder',
-        'model.merged_decode=True'
-    ])
+    plain = demo_main(common + ['--cfg-options', 'model.merged_decode=False'])
+    merged = demo_main(common)  # our configs decode on the merged tokens
     assert torch.equal(merged['predictions']['ailurus'],
                        plain['predictions']['ailurus'])
     assert merged['pixel_agreement'] == plain['pixel_agreement']
@@ -314,10 +311,12 @@ def test_variants_of_a_merged_decoding_config(tiny):
                                               variant_model_cfgs)
 
     cfg = Config.fromfile(tiny[0])
-    assert config_variant(cfg.model) == 'ailurus'
+    # Our Segmenter configs decode on the merged tokens.
+    assert config_variant(cfg.model) == 'ailurus_merged'
     assert supports_merged_decode(cfg.model)
-    cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
-                         'model.merged_decode': True})
+    cfg.merge_from_dict({'model.merged_decode': False})
+    assert config_variant(cfg.model) == 'ailurus'
+    cfg.merge_from_dict({'model.merged_decode': True})
     assert config_variant(cfg.model) == 'ailurus_merged'
     cfgs = variant_model_cfgs(cfg.model, ('vanilla', 'ailurus',
                                           'ailurus_merged'))
