@@ -65,7 +65,8 @@ def test_init_model_apply_inference_equals_ailurus_config(segmenter):
     vanilla, ailurus, checkpoint, image = segmenter
     model = init_model(vanilla, checkpoint, device='cpu')
     parameters = [id(p) for p in model.parameters()]
-    assert ailurus_mm.apply(model, **KNOBS) is model
+    # Our Segmenter configs decode on the merged tokens.
+    assert ailurus_mm.apply(model, merged_decode=True, **KNOBS) is model
     # in place: the same parameter objects, nothing added
     assert [id(p) for p in model.parameters()] == parameters
     assert type(model.backbone) is AiluRusViT
@@ -217,13 +218,15 @@ def test_apply_to_a_detector_equals_our_config(tmp_path):
         str(tmp_path / f'{name}.py'), base, coco, backbone=backbone))
         for name, base, backbone in [('v', DET_VANILLA, None),
                                      ('a', DET_AILURUS, KNOBS)]]
+    # The detection configs keep proportional attention off (not measured).
+    knobs = dict(KNOBS, prop_attn=False)
     torch.manual_seed(0)
     model = build_detector(cfgs[0].model)
     model.init_weights()
     reference = build_detector(cfgs[1].model)
     reference.load_state_dict(model.state_dict(), strict=True)
     inner_neck = model.neck
-    ailurus_mm.apply(model, **KNOBS)
+    ailurus_mm.apply(model, **knobs)
     assert model.neck.neck is inner_neck  # wrapped, not copied
     assert list(model.state_dict()) == list(reference.state_dict())
 

@@ -179,7 +179,8 @@ def test_repeated_runs_are_identical():
 
 
 def test_prop_attn_changes_later_layers_only():
-    _, plain = build_pair(num_clusters=0.3, out_indices=(1, 3))
+    _, plain = build_pair(num_clusters=0.3, prop_attn=False,
+                          out_indices=(1, 3))
     _, proportional = build_pair(num_clusters=0.3, prop_attn=True,
                                  out_indices=(1, 3))
     images = torch.randn(1, 3, 64, 64)

@@ -123,7 +123,7 @@ def test_resume_through_the_tool_is_strict(tmp_path, trained):
     cfg, checkpoint = trained
     bad = _edited(checkpoint, str(tmp_path / 'bad.pth'), _drop_decode_head)
     with pytest.raises(CheckpointMismatchError,
-                       match=f'{bad} does not fit EncoderDecoder'):
+                       match=f'{bad} does not fit AiluRusEncoderDecoder'):
         train([cfg, '--resume', bad, '--work-dir', str(tmp_path / 'w'),
                '--cfg-options', 'train_cfg.max_iters=2'])
 
@@ -187,7 +187,7 @@ def test_no_finetune_logs_the_settings(tmp_path, trained):
     assert (f'--no-finetune: evaluating the vanilla checkpoint {vanilla} '
             'with AiluRus, without fine-tuning: cluster_layer=0, '
             "num_clusters=0.5, k=5, spatial_weight=1.0, window=None, "
-            'prop_attn=False') in log
+            'prop_attn=True') in log
     assert 'was not trained with AiluRusViT' not in log
 
 
