@@ -358,3 +358,11 @@ def test_real_configs_with_merged_decode(name, tmp_path, ade20k_root,
     torch.testing.assert_close(
         predict_logits(models[True], images)[0],
         predict_logits(models[False], images)[0], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize('head', ['mask', 'linear'])
+def test_logits_are_contiguous_like_the_vanilla_heads(head):
+    recover, merged = eval_pair(head, 'whole', False)
+    with torch.no_grad():
+        logits = merged(torch.randn(1, 3, 64, 80), mode='tensor')
+    assert logits.is_contiguous()

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from mmseg.models.decode_heads import FCNHead, SegmenterMaskTransformerHead
 from torch import Tensor, nn
 
-from ailurus_mm.ops import ClusterAssignment, recover_tokens
+from ailurus_mm.ops import ClusterAssignment
 from ailurus_mm.ops.attention import size_bias
 from .attention import enable_key_bias
 
@@ -67,10 +67,14 @@ def check_merged_decode_head(head: nn.Module) -> None:
 
 def _to_grid(logits: Tensor, index: Tensor,
              hw_shape: Tuple[int, int]) -> Tensor:
-    """Per-cluster logits ``[B, M, K]`` -> ``[B, K, H, W]``."""
-    full = recover_tokens(logits, index)
-    return full.transpose(1, 2).reshape(full.shape[0], full.shape[2],
-                                        *hw_shape)
+    """Per-cluster logits ``[B, M, K]`` -> contiguous ``[B, K, H, W]``
+    (as the vanilla heads return: a channels-last result would make the
+    resize and argmax after the head twice as slow)."""
+    batch, _, num_classes = logits.shape
+    per_class = logits.transpose(1, 2).contiguous()
+    full = per_class.gather(
+        2, index.unsqueeze(1).expand(-1, num_classes, -1))
+    return full.view(batch, num_classes, *hw_shape)
 
 
 def mask_transformer_forward(head: SegmenterMaskTransformerHead,
