@@ -330,3 +330,24 @@ def test_variants_of_a_merged_decoding_config(tiny):
     cfg.model.decode_head = dict(type='FCNHead', in_channels=32,
                                  channels=32, num_convs=1, num_classes=150)
     assert not supports_merged_decode(cfg.model)
+
+
+def test_sweep_over_reducers_and_prop_attn(tiny, tmp_path):
+    """Every reducer, with and without proportional attention, keeping all
+    the tokens is the vanilla model: the same mIoU."""
+    from mmengine.config import Config
+
+    from ailurus_mm.analysis.sweep import run_sweep
+
+    config, checkpoint = tiny
+    rows = run_sweep(Config.fromfile(config), checkpoint, [1.0, 0.5],
+                     out_dir=str(tmp_path), reducers=['ailurus', 'tome'],
+                     prop_attn=[False, True])
+    assert [(r['reducer'], r['prop_attn'], r['num_clusters'])
+            for r in rows[1:]] == [
+        (name, attn, keep) for name in ('ailurus', 'tome')
+        for attn in (False, True) for keep in (1.0, 0.5)]
+    for row in rows[1:]:
+        if row['num_clusters'] == 1.0:
+            assert row['mIoU'] == rows[0]['mIoU']
+    assert (tmp_path / 'sweep.png').stat().st_size > 0

@@ -239,3 +239,33 @@ def test_farthest_point_anchors_cover_every_distinct_group():
     assert torch.equal(out.index[0], labels[out.anchors[0]][out.index[0]]
                        .new_tensor([labels[out.anchors[0]].tolist().index(
                            int(label)) for label in labels]))
+
+
+# -- the knob on AiluRusViT ---------------------------------------------------
+@pytest.mark.parametrize('reducer, knobs, match', [
+    ('bogus', {}, r"reducer must be one of \('dpc_knn', .*got 'bogus'"),
+    ('tome', dict(k=7), r"k=7 is not used by reducer='tome' \(it takes: no "
+     r"knobs\); k applies to the reducers \('dpc_knn', 'farthest'\)"),
+    ('farthest', dict(window=3), r"window=3 is not used by "
+     r"reducer='farthest' \(it takes: k, spatial_weight\)"),
+    ('grid', dict(spatial_weight=0.0), r'spatial_weight=0.0 is not used'),
+])
+def test_ailurus_vit_refuses_a_knob_its_reducer_does_not_take(
+        reducer, knobs, match):
+    from ailurus_mm.models import AiluRusViT
+    with pytest.raises(ValueError, match=match):
+        AiluRusViT(img_size=(32, 32), embed_dims=16, num_layers=3,
+                   num_heads=2, reducer=reducer, **knobs)
+
+
+@pytest.mark.parametrize('reducer', list(REDUCERS))
+def test_ailurus_vit_runs_every_reducer(reducer):
+    from ailurus_mm.models import AiluRusViT
+    torch.manual_seed(0)
+    backbone = AiluRusViT(img_size=(32, 32), embed_dims=16, num_layers=3,
+                          num_heads=2, num_clusters=0.5, reducer=reducer,
+                          cluster_layer=0).eval()
+    with torch.no_grad():
+        out = backbone(torch.randn(2, 3, 64, 64))
+    assert out.assignment.sizes.shape == (2, 8)  # 16 patches, half kept
+    assert out.features[-1].shape == (2, 8, 16)
