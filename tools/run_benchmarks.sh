@@ -39,9 +39,11 @@ for keep in 0.65 0.5 0.25; do
     --cfg-options model.backbone.num_clusters=$keep
 done
 # Proportional attention: backbone time with prop_attn on vs off.
+# prop_attn is on by default: the ailurus variant turns it off here, so the
+# two rows compare without and with it.
 run vitl_640_0.5_prop_attn "$L" --variants ailurus ailurus_prop_attn \
   --warmup 1 --runs 3 --no-flops --no-memory \
-  --cfg-options model.backbone.num_clusters=0.5
+  --cfg-options model.backbone.num_clusters=0.5 model.backbone.prop_attn=False
 # 4096 tokens: share of clustering + recovery in the AiluRus forward.
 run vitl_1024_0.65 "$L" --shape 1024 1024 --variants ailurus --warmup 1 \
   --runs 1 --no-flops --no-memory --no-stage-times
