@@ -75,6 +75,27 @@ def write_tiny_config(path: str,
     return path
 
 
+def vit_pair(tiny: dict, **kwargs):
+    """A vanilla mmseg ``VisionTransformer`` and an ``AiluRusViT`` with the
+    same weights, both built from ``tiny``; the AiluRus knobs in ``kwargs``
+    go to the latter only. Both are in eval mode."""
+    import torch
+    from mmseg.models.backbones import VisionTransformer
+
+    from ailurus_mm.api import KNOB_NAMES
+    from ailurus_mm.models import AiluRusViT
+
+    vit_kwargs = {**tiny, **{key: value for key, value in kwargs.items()
+                             if key not in KNOB_NAMES}}
+    torch.manual_seed(0)
+    vanilla = VisionTransformer(**vit_kwargs)
+    vanilla.init_weights()
+    ailurus = AiluRusViT(**tiny, **kwargs)
+    ailurus.load_state_dict(vanilla.state_dict(), strict=True)
+    vanilla.eval()  # mmseg's VisionTransformer.train() returns None
+    return vanilla, ailurus.eval()
+
+
 def run_tool(tool: str, args: List[str], cwd: str) -> str:
     """Run ``tools/<tool>.py`` as a user would; returns its output, and fails
     the test with the output if the tool fails."""

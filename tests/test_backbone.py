@@ -4,6 +4,7 @@ import torch
 from mmseg.models.backbones import VisionTransformer
 
 from ailurus_mm.models import AiluRusOutputs, AiluRusViT, TokenRecover
+from conftest import vit_pair
 from ailurus_mm.ops import resolve_num_clusters
 
 TINY = dict(
@@ -18,17 +19,7 @@ TINY = dict(
 
 def build_pair(**kwargs):
     """A vanilla VisionTransformer and an AiluRusViT with the same weights."""
-    ailurus_keys = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight',
-                    'window', 'prop_attn')
-    vit_kwargs = {**TINY, **{k: v for k, v in kwargs.items()
-                             if k not in ailurus_keys}}
-    torch.manual_seed(0)
-    vanilla = VisionTransformer(**vit_kwargs)
-    vanilla.init_weights()
-    ailurus = AiluRusViT(**TINY, **kwargs)
-    ailurus.load_state_dict(vanilla.state_dict(), strict=True)
-    vanilla.eval()  # mmseg's VisionTransformer.train() returns None
-    return vanilla, ailurus.eval()
+    return vit_pair(TINY, **kwargs)
 
 
 def run(backbone, images):

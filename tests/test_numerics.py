@@ -2,10 +2,10 @@
 clipped to the grid, torch.compile."""
 import pytest
 import torch
-from mmseg.models.backbones import VisionTransformer
 
 import ailurus_mm.ops.clustering as clustering
-from ailurus_mm.models import AiluRusViT, TokenRecover
+from ailurus_mm.models import TokenRecover
+from conftest import vit_pair
 from ailurus_mm.ops import cluster_tokens, merge_tokens
 from ailurus_mm.ops.window import (assign_in_window, use_window,
                                    window_density_and_delta,
@@ -68,22 +68,10 @@ def test_merge_keeps_dtype_and_gradient(dtype):
 # ----------------------------------------------------- half-precision models
 
 
-KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight', 'window',
-         'prop_attn')
-
-
 def build_pair(**kwargs):
     """A vanilla VisionTransformer and an AiluRusViT with the same weights;
     the AiluRus knobs go to the latter only."""
-    vit_kwargs = {**TINY, **{key: value for key, value in kwargs.items()
-                             if key not in KNOBS}}
-    torch.manual_seed(0)
-    vanilla = VisionTransformer(**vit_kwargs)
-    vanilla.init_weights()
-    ailurus = AiluRusViT(**TINY, **kwargs)
-    ailurus.load_state_dict(vanilla.state_dict(), strict=True)
-    vanilla.eval()  # mmseg's VisionTransformer.train() returns None
-    return vanilla, ailurus.eval()
+    return vit_pair(TINY, **kwargs)
 
 
 def large_activation_pair(dtype, **knobs):
