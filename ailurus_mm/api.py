@@ -8,7 +8,7 @@
 
 Both take the knobs of ``AiluRusViT`` (``cluster_layer``, ``num_clusters``,
 ``k``, ``spatial_weight``, ``window``, ``prop_attn``, ``reducer``,
-``recover_detail``; the ones not given
+``recover_detail``, ``anchor_threshold``; the ones not given
 keep ``AiluRusViT``'s defaults) and validate them with its own check. They
 convert a model whose backbone is mmseg's plain ``VisionTransformer`` (a
 segmentor, or a detector naming it ``mmseg.VisionTransformer``) and refuse
@@ -23,7 +23,8 @@ from mmengine.config import Config, ConfigDict
 from torch import nn
 
 KNOB_NAMES = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight',
-              'window', 'prop_attn', 'reducer', 'recover_detail')
+              'window', 'prop_attn', 'reducer', 'recover_detail',
+              'anchor_threshold')
 
 
 def _knob_defaults() -> Dict[str, Any]:

@@ -174,3 +174,49 @@ def test_whole_benchmark_on_a_tiny_model(tmp_path, tiny_proxy_config):
     assert ft['2x']['vanilla'] == pytest.approx(
         next(r.miou for r in rows if r.split == '2x' and
              r.reducer == 'vanilla'), abs=1e-3)
+
+
+def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
+                                                   tiny_proxy_config):
+    """``ailurus_adaptive``: the threshold from the split's own decision
+    scores gives images different counts with the keep ratio's mean."""
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    from ailurus_mm.analysis.accuracy import (ailurus_model_cfg,
+                                              build_segmentor,
+                                              cluster_layer_scores,
+                                              evaluate_settings,
+                                              find_reducers, load_batches,
+                                              proxy_config, splits)
+    from ailurus_mm.ops import threshold_for_mean_count
+
+    make_proxy_ade20k(str(tmp_path / 'data'), 2, 6, 64, 0)
+    cfg = proxy_config(str(tmp_path / 'data'), str(tmp_path),
+                       tiny_proxy_config)
+    init_default_scope('mmseg')
+    torch.manual_seed(0)
+    state_dict = MODELS.build(cfg.model).state_dict()
+    batches, _ = load_batches(cfg, splits()[1])  # 128x128: 64 tokens
+    model = build_segmentor(ailurus_model_cfg(cfg.model, num_clusters=1.0),
+                            state_dict, 'cpu')
+    scores = cluster_layer_scores(model, batches)
+    assert [s.shape for s in scores] == [(1, 64)] * 6
+    layer = model.backbone.layers[model.backbone.cluster_layer]
+    assert not layer._forward_hooks  # removed after use
+    threshold = threshold_for_mean_count(scores, 32)
+    adaptive = build_segmentor(ailurus_model_cfg(
+        cfg.model, num_clusters=1.0, anchor_threshold=threshold),
+        state_dict, 'cpu')
+    counts = []
+    with torch.no_grad():
+        for batch in batches:
+            data = adaptive.data_preprocessor(batch, False)
+            counts.append(adaptive.backbone(
+                data['inputs']).assignment.num_clusters)
+    assert sum(counts) == 6 * 32 and len(set(counts)) > 1, counts
+    rows = evaluate_settings(cfg, state_dict,
+                             find_reducers(['ailurus_adaptive']), [0.5],
+                             [True], splits()[1:], log=lambda *a: None)
+    assert [(r.reducer, r.kept_tokens) for r in rows] == [
+        ('vanilla', 64), ('ailurus_adaptive', 32)]

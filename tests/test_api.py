@@ -33,7 +33,7 @@ def _mm_config(tmp_path, name):
 def _defaults():
     return dict(cluster_layer=1, num_clusters=0.25, k=5, spatial_weight=1.0,
                 window=None, prop_attn=True, reducer='dpc_knn',
-                recover_detail=False)
+                recover_detail=False, anchor_threshold=None)
 
 
 @pytest.fixture(scope='module')

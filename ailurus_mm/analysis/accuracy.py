@@ -40,10 +40,14 @@ class Reducer:
         name: Label in tables and plots.
         knobs: ``AiluRusViT`` arguments (``reducer`` and its own knobs).
         description: What it is, for the report.
+        by_content: A per-image cluster count (``anchor_threshold``),
+            calibrated on each split so that the mean count equals the keep
+            ratio's: compared at an equal mean token count.
     """
     name: str
     knobs: Dict = field(default_factory=dict)
     description: str = ''
+    by_content: bool = False
 
 
 REDUCERS = (
@@ -62,6 +66,11 @@ REDUCERS = (
     # every token's deviation from its cluster mean.
     Reducer('ailurus_detail', dict(reducer='dpc_knn', recover_detail=True),
             'AiluRus + per-token detail in the recovery'),
+    # Beyond the paper: as many clusters per image as its content asks
+    # for, the same number on average.
+    Reducer('ailurus_adaptive', dict(reducer='dpc_knn'),
+            'AiluRus with a per-image cluster count by content',
+            by_content=True),
 )
 REDUCER_NAMES = tuple(r.name for r in REDUCERS)
 
@@ -222,6 +231,41 @@ class Row:
     noise: float = 0.0
 
 
+def cluster_layer_scores(model: torch.nn.Module,
+                         batches: List[Dict]) -> List[torch.Tensor]:
+    """The DPC decision scores (:func:`ailurus_mm.ops.anchor_scores`) of
+    every image's tokens at the ``cluster_layer`` of ``model`` (an
+    ``AiluRusViT`` segmentor), for calibrating ``anchor_threshold``."""
+    from ailurus_mm.ops import anchor_scores
+
+    backbone = model.backbone
+    scores = []
+
+    def hook(module, args, output):
+        tokens = output[:, 1:] if backbone.with_cls_token else output
+        hw_shape = seen['hw_shape']
+        scores.append(anchor_scores(tokens, hw_shape, backbone.k,
+                                    backbone.spatial_weight).cpu())
+
+    def grid_hook(module, args, output):
+        seen['hw_shape'] = output[1]
+
+    seen = {}
+    handles = [
+        backbone.patch_embed.register_forward_hook(grid_hook),
+        backbone.layers[backbone.cluster_layer].register_forward_hook(hook)
+    ]
+    try:
+        with torch.no_grad():
+            for batch in batches:
+                data = model.data_preprocessor(batch, False)
+                model.backbone(data['inputs'])
+    finally:
+        for handle in handles:
+            handle.remove()
+    return scores
+
+
 def evaluate_settings(cfg: Config,
                       state_dict: Dict,
                       reducers: Sequence[Reducer] = REDUCERS,
@@ -245,7 +289,7 @@ def evaluate_settings(cfg: Config,
     Returns:
         The rows, vanilla first on each split, with drops relative to it.
     """
-    from ailurus_mm.ops import resolve_num_clusters
+    from ailurus_mm.ops import resolve_num_clusters, threshold_for_mean_count
 
     device = torch.device(device)
     rows = []
@@ -268,12 +312,27 @@ def evaluate_settings(cfg: Config,
 
         vanilla = score(cfg.model, 'vanilla', None, 1.0)
         rows.append(vanilla)
+        scores = {}
         for reducer in reducers:
             for attn in prop_attn:
                 for keep in keeps:
-                    model_cfg = ailurus_model_cfg(
-                        cfg.model, num_clusters=keep, prop_attn=attn,
-                        **reducer.knobs, **extra_knobs)
+                    knobs = dict(num_clusters=keep, prop_attn=attn,
+                                 **reducer.knobs, **extra_knobs)
+                    if reducer.by_content:
+                        key = tuple(sorted(reducer.knobs.items()))
+                        if key not in scores:
+                            scores[key] = cluster_layer_scores(
+                                build_segmentor(ailurus_model_cfg(
+                                    cfg.model, num_clusters=1.0,
+                                    **reducer.knobs, **extra_knobs),
+                                    state_dict, device), batches)
+                        # No cap; the mean count over the split is keep's.
+                        knobs.update(
+                            num_clusters=1.0,
+                            anchor_threshold=threshold_for_mean_count(
+                                scores[key],
+                                resolve_num_clusters(keep, tokens)))
+                    model_cfg = ailurus_model_cfg(cfg.model, **knobs)
                     row = score(model_cfg, reducer.name, attn, keep)
                     row.drop = vanilla.miou - row.miou
                     row.drop_a = vanilla.miou_a - row.miou_a
@@ -734,7 +793,7 @@ def proxy_accuracy(checkpoint: Optional[str] = None,
             model = build_segmentor(model_cfg, state_dict,
                                     torch.device(device))
             results[name] = miou(per_image_areas(model, batches, metainfo))
-    from ailurus_mm.ops import resolve_num_clusters
+    from ailurus_mm.ops import resolve_num_clusters, threshold_for_mean_count
     backbone = model.backbone
     height, width = batches[0]['inputs'][0].shape[-2:]
     tokens = (height // backbone.patch_size) * (width // backbone.patch_size)

@@ -122,7 +122,8 @@ def run_sweep(cfg: Config,
                     model_cfg = copy.deepcopy(ailurus_cfg)
                     if reducers is not None:  # the reducer's own knobs
                         for knob in ('reducer', 'k', 'spatial_weight',
-                                     'window', 'recover_detail'):
+                                     'window', 'recover_detail',
+                                     'anchor_threshold'):
                             model_cfg.backbone.pop(knob, None)
                     model_cfg.backbone.update(
                         cluster_layer=layer, num_clusters=value,

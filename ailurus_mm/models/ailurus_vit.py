@@ -4,6 +4,7 @@ import numbers
 from typing import List, Optional, Union
 
 import torch
+import torch.nn.functional as F
 from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
 from torch import Tensor
@@ -28,7 +29,8 @@ def _check_int(name: str, value, low: int, high: Optional[int] = None,
 
 
 # Knob defaults, for telling which knobs a reducer was given.
-_KNOB_DEFAULTS = dict(k=5, spatial_weight=1.0, window=None)
+_KNOB_DEFAULTS = dict(k=5, spatial_weight=1.0, window=None,
+                      anchor_threshold=None)
 
 
 def _check_reducer(reducer, **knobs) -> None:
@@ -88,6 +90,15 @@ class AiluRusViT(VisionTransformer):
             gets its cluster's output plus its own deviation from the
             cluster mean at clustering time (beyond the paper; off gives
             the paper's recovery).
+        anchor_threshold: ``None`` (the paper: ``num_clusters`` anchors in
+            every image) or a number ``> 0``: a per-image cluster count set
+            by content (beyond the paper). An image's anchors are its tokens
+            whose DPC decision score ``rho * delta / s`` is above it, at
+            least 1 and at most ``num_clusters``; in a batch, images with
+            fewer get empty padding clusters whose keys are masked in
+            attention. Calibrate it to a mean keep ratio with
+            ``ailurus_mm.ops.threshold_for_mean_count``. ``dpc_knn`` with
+            ``window=None`` only.
         **kwargs: Every argument of mmseg's ``VisionTransformer``.
     """
 
@@ -100,6 +111,7 @@ class AiluRusViT(VisionTransformer):
                  prop_attn: bool = True,
                  reducer: str = 'dpc_knn',
                  recover_detail: bool = False,
+                 anchor_threshold: Optional[float] = None,
                  **kwargs) -> None:
         super().__init__(**kwargs)
         self.configure_clustering(
@@ -110,14 +122,16 @@ class AiluRusViT(VisionTransformer):
             window=window,
             prop_attn=prop_attn,
             reducer=reducer,
-            recover_detail=recover_detail)
+            recover_detail=recover_detail,
+            anchor_threshold=anchor_threshold)
 
     @staticmethod
     def check_knobs(num_layers: int, out_indices, cluster_layer: int,
                     num_clusters: Union[int, float], k: int,
                     spatial_weight: float, window: Optional[int],
                     prop_attn: bool, reducer: str = 'dpc_knn',
-                    recover_detail: bool = False) -> List[int]:
+                    recover_detail: bool = False,
+                    anchor_threshold: Optional[float] = None) -> List[int]:
         """Validate the knobs for a ViT of ``num_layers`` layers.
 
         The one validation of the knobs: the constructor,
@@ -146,8 +160,21 @@ class AiluRusViT(VisionTransformer):
         if not isinstance(prop_attn, bool):
             raise ValueError(f'prop_attn must be True or False, '
                              f'got {prop_attn!r}')
+        if anchor_threshold is not None and (
+                isinstance(anchor_threshold, bool)
+                or not isinstance(anchor_threshold, numbers.Real)
+                or not math.isfinite(anchor_threshold)
+                or anchor_threshold <= 0):
+            raise ValueError('anchor_threshold must be None or a finite '
+                             'number > 0 (the DPC decision score above '
+                             'which a token is an anchor), got '
+                             f'{anchor_threshold!r}')
         _check_reducer(reducer, k=k, spatial_weight=spatial_weight,
-                       window=window)
+                       window=window, anchor_threshold=anchor_threshold)
+        if anchor_threshold is not None and window is not None:
+            raise ValueError(
+                f'anchor_threshold={anchor_threshold!r} needs the global '
+                f'clustering: leave window at None (got window={window!r})')
         if not isinstance(recover_detail, bool):
             raise ValueError(f'recover_detail must be True or False, '
                              f'got {recover_detail!r}')
@@ -163,14 +190,17 @@ class AiluRusViT(VisionTransformer):
                              num_clusters: Union[int, float], k: int,
                              spatial_weight: float, window: Optional[int],
                              prop_attn: bool, reducer: str = 'dpc_knn',
-                             recover_detail: bool = False) -> None:
+                             recover_detail: bool = False,
+                             anchor_threshold: Optional[float] = None
+                             ) -> None:
         """Validate (:meth:`check_knobs`) and set the knobs; nothing is
         changed if one is invalid. Also called on a built mmseg
         ``VisionTransformer`` by ``ailurus_mm.apply``."""
         # Also runs on a VisionTransformer (before its class is switched).
         self.out_indices = AiluRusViT.check_knobs(
             len(self.layers), self.out_indices, cluster_layer, num_clusters,
-            k, spatial_weight, window, prop_attn, reducer, recover_detail)
+            k, spatial_weight, window, prop_attn, reducer, recover_detail,
+            anchor_threshold)
         self.cluster_layer = cluster_layer
         self.num_clusters = num_clusters
         self.k = k
@@ -179,6 +209,8 @@ class AiluRusViT(VisionTransformer):
         self.prop_attn = prop_attn
         self.reducer = reducer
         self.recover_detail = recover_detail
+        self.anchor_threshold = None if anchor_threshold is None else float(
+            anchor_threshold)
         enable_key_bias(self.layers, 'AiluRusViT.layers')
 
     def train(self, mode: bool = True) -> 'AiluRusViT':
@@ -192,7 +224,8 @@ class AiluRusViT(VisionTransformer):
                 f'{self.num_clusters}, k={self.k}, spatial_weight='
                 f'{self.spatial_weight}, window={self.window}, '
                 f'prop_attn={self.prop_attn}, reducer={self.reducer!r}, '
-                f'recover_detail={self.recover_detail}')
+                f'recover_detail={self.recover_detail}, '
+                f'anchor_threshold={self.anchor_threshold}')
 
     def _output(self, x: Tensor, hw_shape, merged: bool):
         """One output entry, as ``VisionTransformer.forward`` builds it."""
@@ -203,11 +236,13 @@ class AiluRusViT(VisionTransformer):
     def cluster(self, x: Tensor, hw_shape) -> Optional[ClusterAssignment]:
         """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``).
 
-        Returns ``None`` when nothing would be merged (``M >= N``).
+        Returns ``None`` when nothing would be merged (``M >= N`` without
+        ``anchor_threshold``).
         """
         tokens = x[:, 1:] if self.with_cls_token else x
         num_tokens = int(tokens.shape[1])
-        if resolve_num_clusters(self.num_clusters, num_tokens) >= num_tokens:
+        if self.anchor_threshold is None and resolve_num_clusters(
+                self.num_clusters, num_tokens) >= num_tokens:
             return None
         return cluster_tokens(
             tokens.detach(),
@@ -216,7 +251,8 @@ class AiluRusViT(VisionTransformer):
             k=self.k,
             spatial_weight=self.spatial_weight,
             window=self.window,
-            reducer=self.reducer)
+            reducer=self.reducer,
+            anchor_threshold=self.anchor_threshold)
 
     def merge(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
         """Merge the patch tokens of ``x``; the cls token stays in front."""
@@ -233,11 +269,21 @@ class AiluRusViT(VisionTransformer):
         return tokens - recover_tokens(means, assignment.index)
 
     def _attn_bias(self, assignment: ClusterAssignment,
-                   x: Tensor) -> Tensor:
-        """``log(size)`` of every key token (0 for the cls token),
-        ``[B, L]``; broadcast over heads and queries by the layers."""
-        return size_bias(assignment.sizes, int(self.with_cls_token),
-                         dtype=x.dtype)
+                   x: Tensor) -> Optional[Tensor]:
+        """The per-key bias of the layers after clustering, ``[B, L]``
+        (broadcast over heads and queries by the layers): ``log(size)``
+        with ``prop_attn`` (0 for the cls token), and ``-inf`` on padding
+        clusters (size 0) either way; ``None`` if neither applies."""
+        if self.prop_attn:
+            # log(0) = -inf masks the padding.
+            return size_bias(assignment.sizes, int(self.with_cls_token),
+                             dtype=x.dtype)
+        padding = assignment.sizes == 0
+        if not bool(padding.any()):
+            return None
+        bias = torch.zeros(padding.shape, dtype=x.dtype, device=x.device)
+        bias.masked_fill_(padding, float('-inf'))
+        return F.pad(bias, (int(self.with_cls_token), 0))
 
     @staticmethod
     def _run_layer(layer: KeyBiasEncoderLayer, x: Tensor,
@@ -291,6 +337,5 @@ class AiluRusViT(VisionTransformer):
                         if self.recover_detail:
                             detail = self._detail(x, assignment)
                         x = self.merge(x, assignment)
-                        if self.prop_attn:
-                            attn_bias = self._attn_bias(assignment, x)
+                        attn_bias = self._attn_bias(assignment, x)
         return AiluRusOutputs(features, merged, assignment, hw_shape, detail)

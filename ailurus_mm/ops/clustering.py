@@ -1,13 +1,14 @@
 """Entry point of the clustering: tokens in, a :class:`ClusterAssignment`
 out."""
 import numbers
-from typing import NamedTuple, Optional, Tuple, Union
+from typing import NamedTuple, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import Tensor
 
-from .density import (assign_to_anchors, distance_indicator, knn_density,
-                      select_anchors, spatial_aware_distance)
+from .density import (assign_to_anchors, decision_scores,
+                      distance_indicator, knn_density, select_anchors,
+                      select_anchors_above, spatial_aware_distance)
 from .reducers import (bipartite_clusters, farthest_point_anchors,
                        grid_clusters, kmeans_clusters, random_anchors)
 from .window import assign_in_window, use_window, window_density_and_delta
@@ -16,7 +17,7 @@ from .window import assign_in_window, use_window, window_density_and_delta
 # takes (besides ``num_clusters``). ``dpc_knn`` is AiluRus's spatial-aware
 # DPC-kNN (plain DPC-kNN with ``spatial_weight=0``).
 REDUCERS = {
-    'dpc_knn': ('k', 'spatial_weight', 'window'),
+    'dpc_knn': ('k', 'spatial_weight', 'window', 'anchor_threshold'),
     'farthest': ('k', 'spatial_weight'),
     'kmeans': (),
     'tome': (),
@@ -30,9 +31,12 @@ class ClusterAssignment(NamedTuple):
 
     Attributes:
         index: Cluster id of every token ``[B, N]`` (long).
-        sizes: Number of original tokens in every cluster ``[B, M]``.
+        sizes: Number of original tokens in every cluster ``[B, M]``; 0
+            marks a padding slot (``anchor_threshold``: an image with fewer
+            clusters than ``M``), which no token joins.
         anchors: Token index of every cluster's anchor (its representative
-            token for reducers without anchors) ``[B, M]`` (long).
+            token for reducers without anchors) ``[B, M]`` (long); padding
+            slots repeat the image's first anchor.
         hw_shape: The token grid ``(H, W)``, ``H * W == N``.
     """
     index: Tensor
@@ -80,7 +84,9 @@ def cluster_tokens(x: Tensor,
                    spatial_weight: float = 1.0,
                    window: Optional[int] = None,
                    token_sizes: Optional[Tensor] = None,
-                   reducer: str = 'dpc_knn') -> ClusterAssignment:
+                   reducer: str = 'dpc_knn',
+                   anchor_threshold: Optional[float] = None
+                   ) -> ClusterAssignment:
     """Cluster patch tokens: by default AiluRus's spatial-aware density-peak
     clustering (docs/method.md, steps 1-5), or another reducer.
 
@@ -111,6 +117,13 @@ def cluster_tokens(x: Tensor,
             anchors) or ``'grid'`` (pooling to a coarse grid); see
             :mod:`ailurus_mm.ops.reducers`. Knobs a reducer does not take
             are ignored here (``AiluRusViT`` refuses them).
+        anchor_threshold: ``dpc_knn`` without ``window`` only: a per-image
+            count by content. The anchors are the tokens whose
+            :func:`~ailurus_mm.ops.density.decision_scores` are above it, at
+            least 1 and at most ``num_clusters`` (resolved as usual) per
+            image. Images with fewer anchors than the batch's most get
+            empty padding clusters (``sizes`` 0, never in ``index``).
+            ``None``: exactly ``num_clusters`` anchors per image.
 
     Returns:
         The :class:`ClusterAssignment`.
@@ -123,10 +136,16 @@ def cluster_tokens(x: Tensor,
     if reducer not in REDUCERS:
         raise ValueError(f'reducer must be one of {tuple(REDUCERS)}, got '
                          f'{reducer!r}')
+    if anchor_threshold is not None and (reducer != 'dpc_knn' or use_window(
+            window, hw_shape)):
+        raise ValueError('anchor_threshold needs the global dpc_knn '
+                         f'reducer (window=None), got reducer={reducer!r}, '
+                         f'window={window!r}')
     num_anchors = resolve_num_clusters(num_clusters, num_tokens)
     x = x.float()
     num_neighbours = max(1, min(k, num_tokens - 1))
-    if num_anchors == num_tokens or num_tokens == 1:
+    if num_tokens == 1 or (num_anchors == num_tokens and
+                           anchor_threshold is None):
         anchors = torch.arange(num_tokens, device=x.device).expand(batch, -1)
         index = anchors.clone()
     elif reducer == 'grid':
@@ -152,8 +171,14 @@ def cluster_tokens(x: Tensor,
             rho = knn_density(dist, num_neighbours, scale)
             delta = distance_indicator(dist, rho)
             del dist
-            anchors = select_anchors(rho, delta, num_anchors)
-            index = assign_to_anchors(x, anchors)
+            if anchor_threshold is None:
+                anchors = select_anchors(rho, delta, num_anchors)
+                index = assign_to_anchors(x, anchors)
+            else:
+                anchors, valid = select_anchors_above(
+                    decision_scores(rho, delta, scale), anchor_threshold,
+                    num_anchors)
+                index = assign_to_anchors(x, anchors, valid)
         else:
             rho, delta, neighbours = window_density_and_delta(
                 x, hw_shape, num_neighbours, spatial_weight, window)
@@ -161,6 +186,48 @@ def cluster_tokens(x: Tensor,
             index = assign_in_window(x, anchors, neighbours)
     weights = x.new_ones(index.shape) if token_sizes is None else \
         token_sizes.to(x.dtype)
-    sizes = weights.new_zeros(batch, num_anchors).scatter_add_(
+    sizes = weights.new_zeros(batch, anchors.shape[1]).scatter_add_(
         1, index, weights)
     return ClusterAssignment(index, sizes, anchors, tuple(hw_shape))
+
+
+@torch.no_grad()
+def anchor_scores(x: Tensor,
+                  hw_shape: Tuple[int, int],
+                  k: int = 5,
+                  spatial_weight: float = 1.0) -> Tensor:
+    """The decision scores that ``anchor_threshold`` is compared with (the
+    global ``dpc_knn`` form), for calibrating it.
+
+    Args:
+        x: Patch tokens ``[B, N, C]``.
+        hw_shape: ``(H, W)``.
+
+    Returns:
+        ``[B, N]``.
+    """
+    x = x.float()
+    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
+    rho = knn_density(dist, max(1, min(k, x.shape[1] - 1)), scale)
+    return decision_scores(rho, distance_indicator(dist, rho), scale)
+
+
+def threshold_for_mean_count(scores: Sequence[Tensor],
+                             mean_count: float) -> float:
+    """An ``anchor_threshold`` that gives ``mean_count`` anchors per image
+    on average over ``scores`` (each ``[N]`` or ``[B, N]``, e.g. from
+    :func:`anchor_scores` on a calibration set).
+
+    Returns:
+        A threshold just below the ``round(mean_count * images)``-th largest
+        score of all images together.
+    """
+    flat = torch.cat([s.reshape(-1, s.shape[-1]) for s in scores]).float()
+    total = int(round(mean_count * flat.shape[0]))
+    if not 1 <= total <= flat.numel():
+        raise ValueError(f'mean_count must be in [1, N], got {mean_count}')
+    ranked = flat.flatten().sort(descending=True).values
+    if total == ranked.numel():
+        return float(ranked[-1]) - 1.0
+    # Midway between the last score kept and the first one left out.
+    return float(ranked[total - 1] + ranked[total]) / 2

@@ -7,7 +7,7 @@ differentiable on purpose: the outputs are indices and scores used to select
 anchors, and callers run them under ``torch.no_grad()``.
 """
 import math
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -170,12 +170,63 @@ def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:
     return order[:, :num_clusters].sort(dim=-1).values
 
 
-def assign_to_anchors(x: Tensor, anchors: Tensor) -> Tensor:
+def decision_scores(rho: Tensor, delta: Tensor, scale: Tensor) -> Tensor:
+    """The DPC decision score ``rho * delta / s``, comparable across images
+    and resolutions (``rho`` is in ``(0, 1]``, ``delta / s`` is in units of
+    the image's median feature distance ``s``).
+
+    Args:
+        rho: Densities ``[B, N]``.
+        delta: Distance indicators ``[B, N]``.
+        scale: Per-image ``s`` ``[B]``.
+
+    Returns:
+        ``[B, N]``.
+    """
+    return rho * delta / scale.view(-1, 1)
+
+
+def select_anchors_above(score: Tensor, threshold: float,
+                         max_clusters: int) -> Tuple[Tensor, Tensor]:
+    """Step 4 with a per-image count: the tokens whose ``score`` is above
+    ``threshold`` (at least 1, at most ``max_clusters`` per image).
+
+    Images of a batch get different counts ``M_b``; the result is padded to
+    ``M = max_b M_b``.
+
+    Args:
+        score: Decision scores ``[B, N]`` (:func:`decision_scores`).
+        threshold: Scores strictly above it make anchors.
+        max_clusters: The most anchors an image gets, ``>= 1``.
+
+    Returns:
+        ``(anchors, valid)``, both ``[B, M]``: anchor token indices, the
+        ``M_b`` real ones first in increasing order, padding slots holding
+        the image's first anchor; ``valid`` is False on the padding.
+    """
+    counts = (score > threshold).sum(-1).clamp(1, max_clusters)
+    num_slots = int(counts.max())
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    slots = torch.arange(num_slots, device=score.device)
+    valid = slots < counts.unsqueeze(-1)
+    num_tokens = score.shape[-1]
+    # Real anchors in raster order, padding (keyed past the end) last.
+    keyed = torch.where(valid, order[:, :num_slots], num_tokens)
+    anchors = keyed.sort(dim=-1).values
+    anchors = torch.where(valid, anchors, anchors[:, :1])
+    return anchors, valid
+
+
+def assign_to_anchors(x: Tensor, anchors: Tensor,
+                      valid: Optional[Tensor] = None) -> Tensor:
     """Step 5: each token joins the anchor nearest in feature space.
 
     Args:
         x: Patch tokens ``[B, N, C]``.
         anchors: Anchor token indices ``[B, M]``.
+        valid: Optional ``[B, M]`` mask of real anchors (from
+            :func:`select_anchors_above`): no token joins a padding slot,
+            whose anchor must repeat the image's first anchor.
 
     Returns:
         Cluster id of every token ``[B, N]`` (values in ``[0, M)``); anchor
@@ -183,7 +234,14 @@ def assign_to_anchors(x: Tensor, anchors: Tensor) -> Tensor:
     """
     anchor_feats = x.gather(
         1, anchors.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-    index = pairwise_feature_distance(x, anchor_feats).argmin(dim=-1)
-    cluster_ids = torch.arange(anchors.shape[1], device=x.device)
-    index.scatter_(1, anchors, cluster_ids.expand_as(anchors))
+    dist = pairwise_feature_distance(x, anchor_feats)
+    cluster_ids = torch.arange(anchors.shape[1], device=x.device).expand_as(
+        anchors)
+    if valid is not None:
+        dist.masked_fill_(~valid.unsqueeze(1), float('inf'))
+        # Padding slots repeat the first anchor and write its id (0), so
+        # the scatter below has one value per token whatever its order.
+        cluster_ids = cluster_ids.masked_fill(~valid, 0)
+    index = dist.argmin(dim=-1)
+    index.scatter_(1, anchors, cluster_ids)
     return index
