@@ -31,7 +31,7 @@ def busy_and_plain(channels=16, seed=0):
 
 def _select_reference(score, threshold, max_clusters):
     """One image at a time, with Python lists."""
-    anchors, valid = [], []
+    anchors = []
     for row in score.tolist():
         count = min(max(sum(s > threshold for s in row), 1), max_clusters)
         order = sorted(range(len(row)), key=lambda i: (-row[i], i))

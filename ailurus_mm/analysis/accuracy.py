@@ -793,7 +793,7 @@ def proxy_accuracy(checkpoint: Optional[str] = None,
             model = build_segmentor(model_cfg, state_dict,
                                     torch.device(device))
             results[name] = miou(per_image_areas(model, batches, metainfo))
-    from ailurus_mm.ops import resolve_num_clusters, threshold_for_mean_count
+    from ailurus_mm.ops import resolve_num_clusters
     backbone = model.backbone
     height, width = batches[0]['inputs'][0].shape[-2:]
     tokens = (height // backbone.patch_size) * (width // backbone.patch_size)
