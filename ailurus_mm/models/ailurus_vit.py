@@ -273,16 +273,17 @@ class AiluRusViT(VisionTransformer):
         """The per-key bias of the layers after clustering, ``[B, L]``
         (broadcast over heads and queries by the layers): ``log(size)``
         with ``prop_attn`` (0 for the cls token), and ``-inf`` on padding
-        clusters (size 0) either way; ``None`` if neither applies."""
+        clusters (size 0, only with ``anchor_threshold``) either way;
+        ``None`` if neither applies (no host-device sync either way)."""
         if self.prop_attn:
             # log(0) = -inf masks the padding.
             return size_bias(assignment.sizes, int(self.with_cls_token),
                              dtype=x.dtype)
-        padding = assignment.sizes == 0
-        if not bool(padding.any()):
+        if self.anchor_threshold is None:
             return None
-        bias = torch.zeros(padding.shape, dtype=x.dtype, device=x.device)
-        bias.masked_fill_(padding, float('-inf'))
+        bias = torch.zeros(assignment.sizes.shape, dtype=x.dtype,
+                           device=x.device)
+        bias.masked_fill_(assignment.sizes == 0, float('-inf'))
         return F.pad(bias, (int(self.with_cls_token), 0))
 
     @staticmethod
