@@ -189,7 +189,7 @@ def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
                                               evaluate_settings,
                                               find_reducers, load_batches,
                                               proxy_config, splits)
-    from ailurus_mm.ops import threshold_for_mean_count
+    from ailurus_mm.ops import calibrate_anchor_threshold
 
     make_proxy_ade20k(str(tmp_path / 'data'), 2, 6, 64, 0)
     cfg = proxy_config(str(tmp_path / 'data'), str(tmp_path),
@@ -204,7 +204,7 @@ def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
     assert [s.shape for s in scores] == [(1, 64)] * 6
     layer = model.backbone.layers[model.backbone.cluster_layer]
     assert not layer._forward_hooks  # removed after use
-    threshold = threshold_for_mean_count(scores, 32)
+    threshold = calibrate_anchor_threshold(scores, 32)
     adaptive = build_segmentor(ailurus_model_cfg(
         cfg.model, num_clusters=1.0, anchor_threshold=threshold),
         state_dict, 'cpu')

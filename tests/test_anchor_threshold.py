@@ -2,6 +2,8 @@
 the tokens whose DPC decision score is above a threshold; a batch is padded
 to its largest count with empty clusters whose keys are masked, so a batch
 gives exactly what its images give one by one."""
+import re
+
 import pytest
 import torch
 from mmengine.registry import DefaultScope
@@ -9,7 +11,7 @@ from mmseg.registry import MODELS
 
 from ailurus_mm.models import AiluRusViT
 from ailurus_mm.ops import (anchor_scores, cluster_tokens, select_anchors,
-                            select_anchors_above, threshold_for_mean_count)
+                            select_anchors_above, calibrate_anchor_threshold)
 from ailurus_mm.ops.density import (decision_scores, distance_indicator,
                                     knn_density, spatial_aware_distance)
 from test_merged_decode import HEADS, predict_logits, segmentor_cfg
@@ -56,7 +58,7 @@ def test_select_anchors_above_matches_reference(threshold, max_clusters):
 
 def test_counts_follow_content_and_batch_equals_single_images():
     x = busy_and_plain()
-    threshold = threshold_for_mean_count([anchor_scores(x, HW)], 16)
+    threshold = calibrate_anchor_threshold([anchor_scores(x, HW)], 16)
     batch = cluster_tokens(x, HW, 1.0, anchor_threshold=threshold)
     counts = (batch.sizes > 0).sum(1).tolist()
     assert counts[0] > 16 > counts[1] and sum(counts) == 32
@@ -85,7 +87,7 @@ def test_a_threshold_between_two_scores_equals_the_fixed_count():
     x = busy_and_plain()[:1]
     scores = anchor_scores(x, HW)
     for m in (1, 9, 30):
-        threshold = threshold_for_mean_count([scores], m)
+        threshold = calibrate_anchor_threshold([scores], m)
         by_count = cluster_tokens(x, HW, m)
         by_threshold = cluster_tokens(x, HW, 1.0, anchor_threshold=threshold)
         assert torch.equal(by_threshold.anchors, by_count.anchors), m
@@ -111,22 +113,29 @@ def test_anchor_scores_are_the_decision_scores():
                            rho), 12))
 
 
-def test_threshold_for_mean_count_gives_that_mean():
+def test_calibrated_threshold_keeps_the_same_total():
     scores = [torch.rand(2, 50, generator=torch.Generator().manual_seed(s))
               for s in range(3)]
-    for mean in (1, 12.5, 37, 50):
-        threshold = threshold_for_mean_count(scores, mean)
-        counts = torch.cat(scores).gt(threshold).sum(1).float()
-        assert counts.mean().item() == pytest.approx(mean, abs=1 / 6)
-    with pytest.raises(ValueError, match='mean_count'):
-        threshold_for_mean_count(scores, 51)
+    for num_clusters, total in ((1, 6), (12, 72), (0.25, 6 * 12),
+                                (1.0, 300)):
+        threshold = calibrate_anchor_threshold(scores, num_clusters)
+        kept = torch.cat(scores).gt(threshold).sum().item()
+        assert kept == total, num_clusters
+    # images of different sizes: the fraction of all their tokens
+    mixed = [torch.rand(1, 40), torch.rand(3, 100)]
+    threshold = calibrate_anchor_threshold(mixed, 0.5)
+    assert sum(s.gt(threshold).sum().item() for s in mixed) == 20 + 150
+    with pytest.raises(ValueError, match='at least one image'):
+        calibrate_anchor_threshold([], 0.5)
+    with pytest.raises(ValueError, match='num_clusters'):
+        calibrate_anchor_threshold(scores, 0)
 
 
-@pytest.mark.parametrize('value', [0, -1.0, float('nan'), float('inf'),
-                                   True, 'high'])
+@pytest.mark.parametrize('value', [float('nan'), float('inf'), True,
+                                   'high', [0.5]])
 def test_ailurus_vit_refuses_a_bad_threshold(value):
     with pytest.raises(ValueError, match='anchor_threshold must be None or '
-                       f'a finite number > 0.*{value!r}'):
+                       'a finite number .*' + re.escape(repr(value))):
         AiluRusViT(img_size=(32, 32), embed_dims=16, num_layers=2,
                    num_heads=2, cluster_layer=0, anchor_threshold=value)
 

@@ -232,10 +232,16 @@ class Row:
 
 
 def cluster_layer_scores(model: torch.nn.Module,
-                         batches: List[Dict]) -> List[torch.Tensor]:
+                         batches) -> List[torch.Tensor]:
     """The DPC decision scores (:func:`ailurus_mm.ops.anchor_scores`) of
-    every image's tokens at the ``cluster_layer`` of ``model`` (an
-    ``AiluRusViT`` segmentor), for calibrating ``anchor_threshold``."""
+    the tokens at ``cluster_layer`` in every backbone call of ``model``'s
+    ``test_step`` (an ``AiluRusViT`` segmentor or detector; one entry per
+    image, or per window with slide inference), for
+    :func:`ailurus_mm.ops.calibrate_anchor_threshold`.
+
+    Build ``model`` with ``num_clusters=1.0`` (nothing merged) for the
+    cost of one vanilla pass.
+    """
     from ailurus_mm.ops import anchor_scores
 
     backbone = model.backbone
@@ -258,8 +264,7 @@ def cluster_layer_scores(model: torch.nn.Module,
     try:
         with torch.no_grad():
             for batch in batches:
-                data = model.data_preprocessor(batch, False)
-                model.backbone(data['inputs'])
+                model.test_step(batch)
     finally:
         for handle in handles:
             handle.remove()
@@ -289,7 +294,7 @@ def evaluate_settings(cfg: Config,
     Returns:
         The rows, vanilla first on each split, with drops relative to it.
     """
-    from ailurus_mm.ops import resolve_num_clusters, threshold_for_mean_count
+    from ailurus_mm.ops import calibrate_anchor_threshold, resolve_num_clusters
 
     device = torch.device(device)
     rows = []
@@ -329,9 +334,8 @@ def evaluate_settings(cfg: Config,
                         # No cap; the mean count over the split is keep's.
                         knobs.update(
                             num_clusters=1.0,
-                            anchor_threshold=threshold_for_mean_count(
-                                scores[key],
-                                resolve_num_clusters(keep, tokens)))
+                            anchor_threshold=calibrate_anchor_threshold(
+                                scores[key], keep))
                     model_cfg = ailurus_model_cfg(cfg.model, **knobs)
                     row = score(model_cfg, reducer.name, attn, keep)
                     row.drop = vanilla.miou - row.miou

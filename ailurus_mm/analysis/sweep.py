@@ -81,7 +81,9 @@ def run_sweep(cfg: Config,
     from mmengine.evaluator import Evaluator
     from mmengine.runner import Runner
 
-    from .accuracy import find_reducers
+    from ailurus_mm.ops import calibrate_anchor_threshold
+
+    from .accuracy import cluster_layer_scores, find_reducers
     from .variants import (build_model, build_variants, config_variant,
                            variant_model_cfgs)
 
@@ -92,8 +94,8 @@ def run_sweep(cfg: Config,
     device_t = torch.device(device)
     if cluster_layers is None:
         cluster_layers = [cfg.model.backbone.get('cluster_layer', 1)]
-    reducer_knobs = [('config', {})] if reducers is None else [
-        (r.name, r.knobs) for r in find_reducers(reducers)]
+    reducer_knobs = [('config', {}, False)] if reducers is None else [
+        (r.name, r.knobs, r.by_content) for r in find_reducers(reducers)]
     if prop_attn is None:
         prop_attn = [cfg.model.backbone.get('prop_attn', False)]
     models = build_variants(cfg, checkpoint, names=('vanilla', ),
@@ -115,19 +117,37 @@ def run_sweep(cfg: Config,
     del models
     ailurus = config_variant(cfg.model)
     ailurus_cfg = variant_model_cfgs(cfg.model, (ailurus, ))[ailurus]
+
+    def setting_cfg(layer, knobs, **more):
+        model_cfg = copy.deepcopy(ailurus_cfg)
+        if reducers is not None:  # the reducer's own knobs
+            for knob in ('reducer', 'k', 'spatial_weight', 'window',
+                         'recover_detail', 'anchor_threshold'):
+                model_cfg.backbone.pop(knob, None)
+        model_cfg.backbone.update(cluster_layer=layer, **knobs, **more)
+        return model_cfg
+
+    def scores_of(layer, knobs):
+        # The decision scores over the test set, for a per-image count
+        # whose mean is each num_clusters value (see accuracy.py).
+        model = build_model(setting_cfg(layer, knobs, num_clusters=1.0),
+                            cfg)
+        model.load_state_dict(state_dict, strict=True)
+        return cluster_layer_scores(model.to(device_t).eval(), dataloader)
+
     for layer in cluster_layers:
-        for reducer, knobs in reducer_knobs:
+        for reducer, knobs, by_content in reducer_knobs:
+            scores = scores_of(layer, knobs) if by_content else None
             for attn in prop_attn:
                 for value in num_clusters:
-                    model_cfg = copy.deepcopy(ailurus_cfg)
-                    if reducers is not None:  # the reducer's own knobs
-                        for knob in ('reducer', 'k', 'spatial_weight',
-                                     'window', 'recover_detail',
-                                     'anchor_threshold'):
-                            model_cfg.backbone.pop(knob, None)
-                    model_cfg.backbone.update(
-                        cluster_layer=layer, num_clusters=value,
-                        prop_attn=attn, **knobs)
+                    count = dict(num_clusters=value)
+                    if by_content:
+                        count = dict(num_clusters=1.0,
+                                     anchor_threshold=(
+                                         calibrate_anchor_threshold(
+                                             scores, value)))
+                    model_cfg = setting_cfg(layer, knobs, prop_attn=attn,
+                                            **count)
                     model = build_model(model_cfg, cfg)
                     model.load_state_dict(state_dict, strict=True)
                     model.to(device_t)

@@ -91,13 +91,13 @@ class AiluRusViT(VisionTransformer):
             cluster mean at clustering time (beyond the paper; off gives
             the paper's recovery).
         anchor_threshold: ``None`` (the paper: ``num_clusters`` anchors in
-            every image) or a number ``> 0``: a per-image cluster count set
+            every image) or a finite number: a per-image cluster count set
             by content (beyond the paper). An image's anchors are its tokens
             whose DPC decision score ``rho * delta / s`` is above it, at
             least 1 and at most ``num_clusters``; in a batch, images with
             fewer get empty padding clusters whose keys are masked in
             attention. Calibrate it to a mean keep ratio with
-            ``ailurus_mm.ops.threshold_for_mean_count``. ``dpc_knn`` with
+            ``ailurus_mm.ops.calibrate_anchor_threshold``. ``dpc_knn`` with
             ``window=None`` only.
         **kwargs: Every argument of mmseg's ``VisionTransformer``.
     """
@@ -163,12 +163,10 @@ class AiluRusViT(VisionTransformer):
         if anchor_threshold is not None and (
                 isinstance(anchor_threshold, bool)
                 or not isinstance(anchor_threshold, numbers.Real)
-                or not math.isfinite(anchor_threshold)
-                or anchor_threshold <= 0):
+                or not math.isfinite(anchor_threshold)):
             raise ValueError('anchor_threshold must be None or a finite '
-                             'number > 0 (the DPC decision score above '
-                             'which a token is an anchor), got '
-                             f'{anchor_threshold!r}')
+                             'number (the DPC decision score above which a '
+                             f'token is an anchor), got {anchor_threshold!r}')
         _check_reducer(reducer, k=k, spatial_weight=spatial_weight,
                        window=window, anchor_threshold=anchor_threshold)
         if anchor_threshold is not None and window is not None:

@@ -1,7 +1,7 @@
 """The AiluRus algorithm as pure torch functions (no mm dependencies)."""
 from .clustering import (REDUCERS, ClusterAssignment, anchor_scores,
                          cluster_tokens, resolve_num_clusters,
-                         threshold_for_mean_count)
+                         calibrate_anchor_threshold)
 from .density import (assign_to_anchors, decision_scores,
                       distance_indicator, knn_density, select_anchors,
                       select_anchors_above, spatial_aware_distance)
@@ -18,5 +18,5 @@ __all__ = [
     'window_density_and_delta', 'assign_in_window', 'grid_layout',
     'grid_clusters', 'kmeans_clusters', 'bipartite_clusters',
     'random_anchors', 'farthest_point_anchors', 'decision_scores',
-    'select_anchors_above', 'anchor_scores', 'threshold_for_mean_count'
+    'select_anchors_above', 'anchor_scores', 'calibrate_anchor_threshold'
 ]

@@ -212,22 +212,31 @@ def anchor_scores(x: Tensor,
     return decision_scores(rho, distance_indicator(dist, rho), scale)
 
 
-def threshold_for_mean_count(scores: Sequence[Tensor],
-                             mean_count: float) -> float:
-    """An ``anchor_threshold`` that gives ``mean_count`` anchors per image
-    on average over ``scores`` (each ``[N]`` or ``[B, N]``, e.g. from
-    :func:`anchor_scores` on a calibration set).
+def calibrate_anchor_threshold(scores: Sequence[Tensor],
+                               num_clusters: Union[int, float]) -> float:
+    """The ``anchor_threshold`` that keeps as many tokens in total over a
+    calibration set as ``num_clusters`` in every image would: the same mean
+    token count, spread over the images by content.
+
+    Args:
+        scores: Decision scores of calibration images, each ``[N]`` or
+            ``[B, N]`` (``N`` may differ between entries), e.g. from
+            :func:`anchor_scores`.
+        num_clusters: An int count or a float fraction, as for
+            ``AiluRusViT`` (:func:`resolve_num_clusters` for every image).
 
     Returns:
-        A threshold just below the ``round(mean_count * images)``-th largest
-        score of all images together.
+        A threshold midway between the last score kept and the first one
+        left out when all scores are ranked together.
     """
-    flat = torch.cat([s.reshape(-1, s.shape[-1]) for s in scores]).float()
-    total = int(round(mean_count * flat.shape[0]))
-    if not 1 <= total <= flat.numel():
-        raise ValueError(f'mean_count must be in [1, N], got {mean_count}')
-    ranked = flat.flatten().sort(descending=True).values
-    if total == ranked.numel():
+    rows = [s.reshape(-1, s.shape[-1]).float() for s in scores]
+    if not rows:
+        raise ValueError('calibrate_anchor_threshold needs the scores of at '
+                         'least one image')
+    total = sum(r.shape[0] * resolve_num_clusters(num_clusters, r.shape[1])
+                for r in rows)
+    ranked = torch.cat([r.flatten() for r in rows]).sort(
+        descending=True).values
+    if total >= ranked.numel():
         return float(ranked[-1]) - 1.0
-    # Midway between the last score kept and the first one left out.
     return float(ranked[total - 1] + ranked[total]) / 2
