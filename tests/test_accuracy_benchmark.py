@@ -171,6 +171,9 @@ def test_whole_benchmark_on_a_tiny_model(tmp_path, tiny_proxy_config):
     ft = summary['finetune']
     assert ft['knobs']['num_clusters'] == 0.25 and ft['iters'] == 1
     assert set(ft) >= {'1x', '2x'}
+    assert set(ft['train_seconds']) == {'finetune', 'control'}
+    assert set(ft['1x']) >= {'finetuned_vanilla_control',
+                             'vanilla_control_no_finetune', 'gap_closed'}
     assert ft['2x']['vanilla'] == pytest.approx(
         next(r.miou for r in rows if r.split == '2x' and
              r.reducer == 'vanilla'), abs=1e-3)

@@ -24,14 +24,14 @@ DATASETS = {
         vanilla='mmseg::segmenter/segmenter_vit-b_mask_8xb1-160k_'
         'ade20k-512x512.py',
         no_ft='ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
-        ft='ailurus-ft_segmenter_vit-b_mask_8xb1-16k_ade20k-512x512.py'),
+        ft='ailurus-ft_segmenter_vit-b_mask_8xb1-40k_ade20k-512x512.py'),
     'cityscapes': dict(
         root='cityscapes_root', type='CityscapesDataset', classes=19,
         reduce_zero_label=False, num_train=4, num_val=2, crop=768,
         vanilla=osp.join(SEGMENTER, 'segmenter_vit-b_mask_8xb1-80k_'
                          'cityscapes-768x768.py'),
         no_ft='ailurus_segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.py',
-        ft='ailurus-ft_segmenter_vit-b_mask_8xb1-8k_cityscapes-768x768.py'),
+        ft='ailurus-ft_segmenter_vit-b_mask_8xb1-20k_cityscapes-768x768.py'),
     'pascal-context': dict(
         root='pascal_context_root', type='PascalContextDataset', classes=60,
         reduce_zero_label=False, num_train=4, num_val=2, crop=480,
@@ -39,7 +39,7 @@ DATASETS = {
                          'pascal-context-480x480.py'),
         no_ft='ailurus_segmenter_vit-b_mask_8xb2-80k_'
         'pascal-context-480x480.py',
-        ft='ailurus-ft_segmenter_vit-b_mask_8xb2-8k_'
+        ft='ailurus-ft_segmenter_vit-b_mask_8xb2-20k_'
         'pascal-context-480x480.py'),
     'pascal-context-59': dict(
         root='pascal_context_root', type='PascalContextDataset59',
@@ -49,7 +49,7 @@ DATASETS = {
                          'pascal-context-59-480x480.py'),
         no_ft='ailurus_segmenter_vit-b_mask_8xb2-80k_'
         'pascal-context-59-480x480.py',
-        ft='ailurus-ft_segmenter_vit-b_mask_8xb2-8k_'
+        ft='ailurus-ft_segmenter_vit-b_mask_8xb2-20k_'
         'pascal-context-59-480x480.py'),
 }
 # The three datasets of the paper (Pascal Context in its 60-class setting)

@@ -329,7 +329,7 @@ def test_enable_merged_decode_refuses_and_leaves_model_unchanged():
 
 @pytest.mark.parametrize('name', [
     'ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py',
-    'ailurus-ft_segmenter_vit-s_fcn_8xb1-16k_ade20k-512x512.py',
+    'ailurus-ft_segmenter_vit-s_fcn_8xb1-40k_ade20k-512x512.py',
 ])
 def test_real_configs_with_merged_decode(name, tmp_path, ade20k_root,
                                          fast_config_parsing):

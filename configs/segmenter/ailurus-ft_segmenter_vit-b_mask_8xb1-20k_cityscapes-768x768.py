@@ -2,10 +2,10 @@
 # 768x768, with fine-tuning: its _base_ is the no-fine-tuning config
 # ailurus_segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.py; start from a
 # vanilla checkpoint of that config's _base_
-# segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.py, train 8k iterations with
+# segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.py, train 20k iterations with
 # AiluRus active, then evaluate:
 #   python tools/train.py THIS_CONFIG --cfg-options load_from=VANILLA.pth
-#   python tools/test.py THIS_CONFIG work_dirs/THIS_CONFIG_NAME/iter_8000.pth
+#   python tools/test.py THIS_CONFIG work_dirs/THIS_CONFIG_NAME/iter_20000.pth
 # Only the fine-tuning changes are set here.
 _base_ = ['./ailurus_segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.py']
 
@@ -19,19 +19,21 @@ load_from = 'checkpoints/segmenter_vit-b_mask_8xb1-80k_cityscapes-768x768.pth'
 # AiluRusViT's defaults, as in the no-fine-tuning twin.
 model = dict(pretrained=None)
 
-# Fine-tuning schedule: 8k iterations (a tenth of the vanilla 80k), learning
-# rate a tenth of the vanilla 0.01 (about where the vanilla poly schedule
-# ends), poly decay to 1e-6; batch size as in the vanilla config. A starting
-# point, like the cluster settings.
-optim_wrapper = dict(optimizer=dict(lr=0.001))
+# Fine-tuning schedule: 20k iterations (a quarter of the vanilla 80k) at a
+# learning rate of 0.3x the vanilla 0.01, poly decay to 1e-6; batch size as
+# in the vanilla config. Set by the accuracy benchmark on the synthetic
+# proxy (README, Accuracy): a tenth of the schedule at a tenth of the
+# learning rate did not close the gap there, this did. A starting point
+# for real data, like the cluster settings.
+optim_wrapper = dict(optimizer=dict(lr=0.003))
 param_scheduler = [
     dict(
         type='PolyLR',
         eta_min=1e-6,
         power=0.9,
         begin=0,
-        end=8000,
+        end=20000,
         by_epoch=False)
 ]
-train_cfg = dict(max_iters=8000, val_interval=1000)
-default_hooks = dict(checkpoint=dict(interval=1000))
+train_cfg = dict(max_iters=20000, val_interval=2500)
+default_hooks = dict(checkpoint=dict(interval=2500))
