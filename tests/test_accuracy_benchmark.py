@@ -223,3 +223,24 @@ def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
                              [True], splits()[1:], log=lambda *a: None)
     assert [(r.reducer, r.kept_tokens) for r in rows] == [
         ('vanilla', 64), ('ailurus_adaptive', 32)]
+
+
+@pytest.mark.slow
+def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
+    """--finetune-only: no reducer table, the fine-tuning study at the
+    default setting with the recipe given (and its markdown)."""
+    from ailurus_mm.analysis.accuracy import accuracy_main
+
+    out = tmp_path / 'out'
+    summary = accuracy_main([
+        '--out-dir', str(out), '--num-train', '4', '--num-val', '2',
+        '--size', '64', '--iters', '4', '--config', tiny_proxy_config,
+        '--finetune-only', '--ft-fraction', '0.5', '--ft-lr-factor', '0.2',
+        '--ft-train-keep', '0.5'])
+    ft = summary['finetune']
+    assert (ft['iters'], ft['train_keep'], ft['knobs']['num_clusters']) == (
+        2, 0.5, 0.25)
+    assert ft['lr'] == pytest.approx(0.2 * 0.001)
+    assert not (out / 'accuracy.csv').exists()
+    assert (out / 'summary.json').is_file()
+    assert (out / 'finetune' / 'iter_2.pth').is_file()

@@ -581,6 +581,10 @@ def run_accuracy_benchmark(out_dir: str,
                            prop_attn: Sequence[bool] = (False, True),
                            finetune: bool = True,
                            finetune_keep: float = 0.25,
+                           finetune_only: bool = False,
+                           ft_fraction: float = FT_SCHEDULE_FRACTION,
+                           ft_lr_factor: float = FT_LR_FACTOR,
+                           ft_train_keep: Optional[float] = None,
                            config: Optional[str] = None,
                            cfg_options: Optional[Dict] = None,
                            device: str = 'cpu',
@@ -590,6 +594,11 @@ def run_accuracy_benchmark(out_dir: str,
 
     ``jobs > 1`` evaluates the reducers in that many processes of one
     torch thread each (the figures do not depend on it).
+
+    ``finetune_only`` skips the evaluation of the reducers and fine-tunes
+    at ``AiluRusViT``'s default setting (keep ``finetune_keep``); the
+    ``ft_*`` arguments change the fine-tuning recipe (fraction of the
+    schedule, learning-rate factor, and a keep ratio for training only).
 
     Writes into ``out_dir``: ``data/`` (the dataset), ``train/`` (Runner
     work dir), ``accuracy.csv``, ``accuracy.png``, ``accuracy.md`` and
@@ -621,6 +630,18 @@ def run_accuracy_benchmark(out_dir: str,
         log(f'exported {checkpoint} '
             f'({osp.getsize(checkpoint) / 2**20:.1f} MB)')
     state_dict = load_weights(checkpoint)
+    summary = dict(
+        checkpoint=checkpoint,
+        num_train=num_train, num_val=num_val, size=size, seed=seed,
+        train_iters=train_iters)
+    if finetune_only:
+        summary['finetune'] = _finetune_study(
+            cfg, checkpoint, state_dict, out_dir, finetune_keep, None,
+            train_iters, device, log, ft_fraction, ft_lr_factor,
+            ft_train_keep)
+        with open(osp.join(out_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        return summary
     rows = evaluate_in_parallel(cfg, checkpoint, find_reducers(reducers),
                                 keeps, prop_attn, jobs, device, log)
     write_csv(rows, osp.join(out_dir, 'accuracy.csv'))
@@ -632,47 +653,52 @@ def run_accuracy_benchmark(out_dir: str,
     large = split_names[-1]
     best = fastest_within(rows, large, 0.3, DEFAULT_CANDIDATES,
                           tie_split=split_names[0])
-    summary = dict(
-        checkpoint=checkpoint,
-        num_train=num_train, num_val=num_val, size=size, seed=seed,
-        train_iters=train_iters,
+    summary.update(
         vanilla={r.split: r.miou for r in rows if r.reducer == 'vanilla'},
         default_setting=None if best is None else asdict(best))
     if finetune:
         summary['finetune'] = _finetune_study(
             cfg, checkpoint, state_dict, out_dir, finetune_keep,
-            best, train_iters, device, log)
+            best, train_iters, device, log, ft_fraction, ft_lr_factor,
+            ft_train_keep)
     with open(osp.join(out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     return summary
 
 
 def _finetune_study(cfg, checkpoint, state_dict, out_dir, keep, best,
-                    train_iters, device, log) -> Dict:
-    """Fine-tune with clustering in the loop at ``keep`` (and the vanilla
-    control for as long), and evaluate both against the starting model:
-    the control vanilla and with AiluRus applied without fine-tuning."""
+                    train_iters, device, log,
+                    fraction: float = FT_SCHEDULE_FRACTION,
+                    lr_factor: float = FT_LR_FACTOR,
+                    train_keep: Optional[float] = None) -> Dict:
+    """Fine-tune with clustering in the loop (at ``train_keep``, default
+    ``keep``; evaluated at ``keep``) for ``fraction`` of the vanilla
+    schedule at ``lr_factor`` times its learning rate, and the vanilla
+    control for as long; evaluate both against the starting model: the
+    control vanilla and with AiluRus applied without fine-tuning."""
     import time
 
     reducer = best.reducer if best is not None else 'ailurus'
     attn = best.prop_attn if best is not None else True
     knobs = dict(num_clusters=keep, prop_attn=attn,
                  **find_reducers([reducer])[0].knobs)
-    iters = max(1, round(train_iters * FT_SCHEDULE_FRACTION))
-    lr = cfg.optim_wrapper.optimizer.lr * FT_LR_FACTOR
-    log(f'fine-tuning {iters} iterations at lr {lr:g} with {knobs}, and '
-        'the vanilla control')
+    train_knobs = dict(knobs, num_clusters=train_keep or keep)
+    iters = max(1, round(train_iters * fraction))
+    lr = cfg.optim_wrapper.optimizer.lr * lr_factor
+    log(f'fine-tuning {iters} iterations at lr {lr:g} with {train_knobs}, '
+        'and the vanilla control')
     seconds = {}
     start = time.perf_counter()
     tuned = finetune_proxy(cfg, checkpoint, osp.join(out_dir, 'finetune'),
-                           knobs, iters, lr)
+                           train_knobs, iters, lr)
     seconds['finetune'] = time.perf_counter() - start
     start = time.perf_counter()
     control = finetune_proxy(cfg, checkpoint,
                              osp.join(out_dir, 'finetune_vanilla'), None,
                              iters, lr)
     seconds['control'] = time.perf_counter() - start
-    result = dict(knobs=knobs, iters=iters, lr=lr,
+    result = dict(knobs=knobs, train_keep=train_knobs['num_clusters'],
+                  iters=iters, lr=lr,
                   train_seconds={k: round(v, 1) for k, v in seconds.items()})
     setting = dict(reducers=find_reducers([reducer]), keeps=[keep],
                    prop_attn=[attn], device=device, log=log)
@@ -699,6 +725,31 @@ def _finetune_study(cfg, checkpoint, state_dict, out_dir, keep, best,
                 vanilla - tuned_miou)) / gap)
         log(f'[{split.name}] fine-tuning: {result[split.name]}')
     return result
+
+
+def finetune_table(study: Dict) -> str:
+    """The fine-tuning study (:func:`_finetune_study`) as markdown."""
+    lines = [
+        f"Fine-tuning {study['iters']} iterations at lr {study['lr']:g}, "
+        f"clustering at keep {study['train_keep']} in the loop, evaluated "
+        f"at keep {study['knobs']['num_clusters']} (training "
+        f"{study['train_seconds']['finetune']:.0f} s; vanilla control "
+        f"{study['train_seconds']['control']:.0f} s):", '',
+        '| split | vanilla | AiluRus, no fine-tuning | AiluRus fine-tuned '
+        '| vanilla control | control + AiluRus, no fine-tuning | gap '
+        'closed |', '| --- | --- | --- | --- | --- | --- | --- |'
+    ]
+    for split in (s.name for s in splits()):
+        r = study.get(split)
+        if r is None:
+            continue
+        closed = '-' if r['gap_closed'] is None else \
+            f"{100 * r['gap_closed']:.0f} %"
+        lines.append(
+            f"| {split} | {r['vanilla']:.2f} | {r['no_finetune']:.2f} | "
+            f"{r['finetuned']:.2f} | {r['finetuned_vanilla_control']:.2f} "
+            f"| {r['vanilla_control_no_finetune']:.2f} | {closed} |")
+    return '\n'.join(lines)
 
 
 def accuracy_parser():
@@ -730,6 +781,20 @@ def accuracy_parser():
                         choices=['off', 'on'])
     parser.add_argument('--no-finetune', action='store_true',
                         help='skip the fine-tuning study')
+    parser.add_argument('--finetune-only', action='store_true',
+                        help='only the fine-tuning study, at the default '
+                        'setting (keep 0.25, prop_attn on)')
+    parser.add_argument('--ft-fraction', type=float,
+                        default=FT_SCHEDULE_FRACTION,
+                        help='fine-tuning iterations as a fraction of the '
+                        "vanilla training's (the ailurus-ft_ recipe: "
+                        '%(default)s)')
+    parser.add_argument('--ft-lr-factor', type=float, default=FT_LR_FACTOR,
+                        help='fine-tuning learning rate as a factor of the '
+                        "vanilla one (the ailurus-ft_ recipe: %(default)s)")
+    parser.add_argument('--ft-train-keep', type=float,
+                        help='keep ratio while fine-tuning (default: the '
+                        'evaluated one, 0.25)')
     parser.add_argument('--config', help='another proxy training config')
     parser.add_argument('--threads', type=int)
     parser.add_argument('--jobs', type=int, default=1,
@@ -750,8 +815,15 @@ def accuracy_main(argv=None) -> Dict:
         iters=args.iters, export=args.export, reducers=args.reducers,
         keeps=args.keeps,
         prop_attn=[p == 'on' for p in dict.fromkeys(args.prop_attn)],
-        finetune=not args.no_finetune, config=args.config,
+        finetune=not args.no_finetune, finetune_only=args.finetune_only,
+        ft_fraction=args.ft_fraction, ft_lr_factor=args.ft_lr_factor,
+        ft_train_keep=args.ft_train_keep, config=args.config,
         cfg_options=args.cfg_options, device=args.device, jobs=args.jobs)
+    if 'finetune' in summary:
+        print(finetune_table(summary['finetune']))
+    if args.finetune_only:
+        print(f'wrote {args.out_dir}/summary.json')
+        return summary
     print(open(osp.join(args.out_dir, 'accuracy.md')).read())
     best = summary['default_setting']
     if best:
