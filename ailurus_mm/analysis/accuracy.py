@@ -729,10 +729,12 @@ def _finetune_study(cfg, checkpoint, state_dict, out_dir, keep, best,
 
 def finetune_table(study: Dict) -> str:
     """The fine-tuning study (:func:`_finetune_study`) as markdown."""
+    keep = study['knobs']['num_clusters']
     lines = [
         f"Fine-tuning {study['iters']} iterations at lr {study['lr']:g}, "
-        f"clustering at keep {study['train_keep']} in the loop, evaluated "
-        f"at keep {study['knobs']['num_clusters']} (training "
+        f"clustering at keep {study.get('train_keep', keep)} in the loop, "
+        f"evaluated "
+        f"at keep {keep} (training "
         f"{study['train_seconds']['finetune']:.0f} s; vanilla control "
         f"{study['train_seconds']['control']:.0f} s):", '',
         '| split | vanilla | AiluRus, no fine-tuning | AiluRus fine-tuned '
