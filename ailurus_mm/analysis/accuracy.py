@@ -245,7 +245,7 @@ def cluster_layer_scores(model: torch.nn.Module,
     from ailurus_mm.ops import anchor_scores
 
     backbone = model.backbone
-    scores = []
+    scores, seen = [], {}
 
     def hook(module, args, output):
         tokens = output[:, 1:] if backbone.with_cls_token else output
@@ -256,7 +256,6 @@ def cluster_layer_scores(model: torch.nn.Module,
     def grid_hook(module, args, output):
         seen['hw_shape'] = output[1]
 
-    seen = {}
     handles = [
         backbone.patch_embed.register_forward_hook(grid_hook),
         backbone.layers[backbone.cluster_layer].register_forward_hook(hook)

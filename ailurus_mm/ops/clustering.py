@@ -76,6 +76,15 @@ def resolve_num_clusters(num_clusters: Union[int, float],
     return max(1, min(num_tokens, round(num_clusters * num_tokens)))
 
 
+def _density_peaks(x: Tensor, hw_shape: Tuple[int, int], k: int,
+                   spatial_weight: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """Steps 1-3 in the global form: ``(rho, delta, scale)``, each
+    ``[B, N]`` (``scale`` ``[B]``); the ``N x N`` distances are freed."""
+    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
+    rho = knn_density(dist, k, scale)
+    return rho, distance_indicator(dist, rho), scale
+
+
 @torch.no_grad()
 def cluster_tokens(x: Tensor,
                    hw_shape: Tuple[int, int],
@@ -167,10 +176,8 @@ def cluster_tokens(x: Tensor,
         index = assign_to_anchors(x, anchors)
     else:
         if not use_window(window, hw_shape):
-            dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
-            rho = knn_density(dist, num_neighbours, scale)
-            delta = distance_indicator(dist, rho)
-            del dist
+            rho, delta, scale = _density_peaks(x, hw_shape, num_neighbours,
+                                               spatial_weight)
             if anchor_threshold is None:
                 anchors = select_anchors(rho, delta, num_anchors)
                 index = assign_to_anchors(x, anchors)
@@ -206,10 +213,9 @@ def anchor_scores(x: Tensor,
     Returns:
         ``[B, N]``.
     """
-    x = x.float()
-    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
-    rho = knn_density(dist, max(1, min(k, x.shape[1] - 1)), scale)
-    return decision_scores(rho, distance_indicator(dist, rho), scale)
+    rho, delta, scale = _density_peaks(
+        x.float(), hw_shape, max(1, min(k, x.shape[1] - 1)), spatial_weight)
+    return decision_scores(rho, delta, scale)
 
 
 def calibrate_anchor_threshold(scores: Sequence[Tensor],
