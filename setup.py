@@ -47,7 +47,7 @@ if __name__ == '__main__':
     add_mim_extension()
     setup(
         name='ailurus_mm',
-        version='0.1.0',
+        version='0.2.0',
         description='AiluRus: spatial-aware token clustering that makes '
         'plain-ViT dense prediction in mmsegmentation/mmdetection faster',
         python_requires='>=3.9',

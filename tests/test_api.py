@@ -1,5 +1,6 @@
-"""ailurus_mm.apply and ailurus_mm.to_ailurus_config on real mmseg and mmdet
-models and configs: equal to building the AiluRus config directly."""
+"""ailurus_mm.apply, to_ailurus_config and to_vanilla_config on real mmseg
+and mmdet models and configs: equal to building the AiluRus config
+directly; a refused call changes nothing."""
 import os.path as osp
 
 import pytest
@@ -7,6 +8,7 @@ import torch
 from mmengine.config import Config
 
 import ailurus_mm
+from ailurus_mm.ops import ClusterConfig
 from conftest import CONFIGS, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')
@@ -31,9 +33,16 @@ def _mm_config(tmp_path, name):
 
 
 def _defaults():
-    return dict(cluster_layer=1, num_clusters=0.25, k=5, spatial_weight=1.0,
-                window=None, prop_attn=True, reducer='dpc_knn',
-                recover_detail=False, anchor_threshold=None)
+    return ClusterConfig.defaults()
+
+
+# One valid non-default value of every knob, each alone. The test below
+# asserts that this covers every field of ClusterConfig: a new knob must be
+# added here, and then every conversion is checked for it.
+KNOB_EXAMPLES = dict(cluster_layer=0, num_clusters=0.5, k=3,
+                     spatial_weight=0.5, window=2, prop_attn=False,
+                     reducer='tome', recover_detail=True,
+                     anchor_threshold=0.25, second_stage=(2, 0.125))
 
 
 @pytest.fixture(scope='module')
@@ -90,11 +99,14 @@ def test_apply_again_changes_the_knobs(segmenter):
 
     vanilla, _, checkpoint, _ = segmenter
     model = ailurus_mm.apply(init_model(vanilla, checkpoint, device='cpu'))
-    assert {k: getattr(model.backbone, k) for k in _defaults()} == \
-        _defaults()
+    assert model.backbone.clustering == ClusterConfig()
+    neck = model.neck
     ailurus_mm.apply(model, num_clusters=3, window=2)
-    assert (model.backbone.num_clusters, model.backbone.window,
-            model.backbone.cluster_layer) == (3, 2, 1)
+    clustering = model.backbone.clustering
+    assert (clustering.num_clusters, clustering.window,
+            clustering.cluster_layer) == (3, 2, 1)
+    assert model.neck is neck  # not wrapped twice
+    assert model.cfg.model.backbone.num_clusters == 3
 
 
 def test_apply_validates_knobs_as_the_constructor(segmenter):
@@ -114,7 +126,7 @@ def test_apply_validates_knobs_as_the_constructor(segmenter):
             ailurus_mm.apply(model, **knobs)
         assert str(actual.value) == str(expected.value)
         assert type(model.backbone) is VisionTransformer  # unchanged
-        assert not hasattr(model.backbone, 'cluster_layer')
+        assert not hasattr(model.backbone, 'clustering')
     with pytest.raises(TypeError, match=r"unknown AiluRus knob\(s\) "
                        r"\['num_cluster'\]"):
         ailurus_mm.apply(model, num_cluster=0.5)
@@ -125,12 +137,6 @@ def test_merged_decode_equals_the_merged_decode_config(segmenter):
 
     vanilla, _, checkpoint, image = segmenter
     model = init_model(vanilla, checkpoint, device='cpu')
-    try:
-        from ailurus_mm.models import enable_merged_decode  # noqa: F401
-    except ImportError:  # before merged decoding is in the package
-        with pytest.raises(NotImplementedError, match='merged_decode=True'):
-            ailurus_mm.apply(model, merged_decode=True)
-        return
     ailurus_mm.apply(model, merged_decode=True, **KNOBS)
     assert type(model).__name__ == 'AiluRusEncoderDecoder'
     assert model.merged_decode is True
@@ -207,6 +213,125 @@ def test_to_ailurus_config_refuses_and_validates(tmp_path):
                        r'\[0, 10\]'):
         ailurus_mm.to_ailurus_config(_mm_config(tmp_path, VANILLA_B),
                                      cluster_layer=11)
+    with pytest.raises(ValueError, match=r"merged_decode must be True or "
+                       r"False, got 'yes'"):
+        ailurus_mm.to_ailurus_config(_mm_config(tmp_path, VANILLA_B),
+                                     merged_decode='yes')
+
+
+@pytest.mark.parametrize('cfg, match', [
+    (dict(model=None), r"the config's model must be a dict with a "
+     r'backbone, got None'),
+    (dict(model=dict(type='EncoderDecoder', backbone=None)),
+     r'model\.backbone must be a dict with a type, got None'),
+    (dict(model=dict(type='EncoderDecoder',
+                     backbone=dict(type='VisionTransformer'),
+                     neck='TokenRecover')),
+     r"model\.neck must be a dict, a list of dicts or None, got "
+     r"'TokenRecover'"),
+    (dict(train_cfg=dict()), r"needs a config with model\.backbone; it "
+     r"has no model \(keys: \['train_cfg'\]\)"),
+    ([1, 2], r'takes a config \(mmengine Config or dict\), got list'),
+])
+def test_conversions_name_what_is_wrong(cfg, match):
+    for convert in (ailurus_mm.to_ailurus_config,
+                    ailurus_mm.to_vanilla_config):
+        with pytest.raises(TypeError, match=match):
+            convert(cfg)
+
+
+def test_a_list_of_necks_is_wrapped_and_restored():
+    necks = [dict(type='Feature2Pyramid', embed_dim=32),
+             dict(type='MultiLevelNeck', in_channels=[32], out_channels=32)]
+    cfg = dict(model=dict(type='EncoderDecoder',
+                          backbone=dict(type='VisionTransformer'),
+                          neck=necks))
+    converted = ailurus_mm.to_ailurus_config(cfg)
+    assert converted.model.neck.type == 'TokenRecover'
+    assert converted.model.neck.neck == necks
+    assert ailurus_mm.to_vanilla_config(converted).model.neck == necks
+
+
+@pytest.mark.parametrize('name', [VANILLA_B, DET_VANILLA])
+def test_to_vanilla_config_inverts_to_ailurus_config(tmp_path, name):
+    vanilla = _mm_config(tmp_path, name) if name.startswith('mmseg::') \
+        else Config.fromfile(name)
+    for merged in (False, True) if name == VANILLA_B else (False, ):
+        converted = ailurus_mm.to_ailurus_config(vanilla, merged, **KNOBS)
+        restored = ailurus_mm.to_vanilla_config(converted)
+        assert restored.model == vanilla.model, merged
+    # and the shipped AiluRus configs give their vanilla twins' models
+    ours = Config.fromfile(AILURUS_B if name == VANILLA_B else DET_AILURUS)
+    assert ailurus_mm.to_vanilla_config(ours).model == vanilla.model
+
+
+def test_every_knob_goes_through_every_conversion(segmenter):
+    """Adding a field to ClusterConfig is enough for the conversions, the
+    model and its log line: this test enumerates the fields."""
+    from mmseg.apis import init_model
+
+    from ailurus_mm.engine import ailurus_settings
+
+    assert set(KNOB_EXAMPLES) == set(ClusterConfig.names())
+    vanilla_cfg = Config.fromfile(segmenter[0])
+    vanilla_cfg.model.backbone.num_layers = 4  # room for a second stage
+    for name, value in KNOB_EXAMPLES.items():
+        cfg = ailurus_mm.to_ailurus_config(vanilla_cfg, **{name: value})
+        assert cfg.model.backbone[name] == value, name
+        assert ailurus_mm.to_vanilla_config(cfg).model == vanilla_cfg.model
+        built = init_model(cfg, device='cpu')
+        assert getattr(built.backbone.clustering, name) == value, name
+        assert f'{name}={value!r}' in ailurus_settings(built.backbone)
+        applied = ailurus_mm.apply(init_model(vanilla_cfg, device='cpu'),
+                                   **{name: value})
+        assert applied.backbone.clustering == built.backbone.clustering
+        assert applied.cfg.model == cfg.model, name
+
+
+def _snapshot(model):
+    return (type(model), [(n, type(m)) for n, m in model.named_modules()],
+            {k: v.clone() for k, v in model.state_dict().items()},
+            model.cfg.pretty_text, vars(model.backbone).get('clustering'))
+
+
+def _unchanged(model, before) -> bool:
+    after = _snapshot(model)
+    return after[0] is before[0] and after[1] == before[1] and \
+        after[2].keys() == before[2].keys() and all(
+            torch.equal(after[2][k], before[2][k]) for k in before[2]) and \
+        after[3] == before[3] and after[4] == before[4]
+
+
+@pytest.mark.parametrize('head, kwargs, error, match', [
+    (dict(type='FCNHead', in_channels=32, channels=32, num_convs=2,
+          num_classes=4), dict(merged_decode=True), ValueError,
+     r'decode head FCNHead with num_convs=2 .* cannot decode merged'),
+    (None, dict(merged_decode='yes'), ValueError,
+     r"merged_decode must be True or False, got 'yes'"),
+    (None, dict(k=0), ValueError, r'k must be an int >= 1'),
+    (None, dict(cluster_layer=5), ValueError,
+     r'cluster_layer must be an int \[0, 1\]'),
+    (None, dict(nope=1), TypeError, r"unknown AiluRus knob\(s\) \['nope'\]"),
+    (None, dict(reducer='grid', second_stage=(2, 0.1)), ValueError,
+     r"reducer='grid' needs the token grid"),
+])
+@pytest.mark.parametrize('ailurus_first', [False, True])
+def test_a_refused_apply_changes_nothing(segmenter, head, kwargs, error,
+                                         match, ailurus_first):
+    from mmseg.apis import init_model
+
+    vanilla, _, checkpoint, _ = segmenter
+    cfg = Config.fromfile(vanilla)
+    cfg.model.backbone.num_layers = 3
+    if head is not None:
+        cfg.model.decode_head = head
+    model = init_model(cfg, device='cpu')
+    if ailurus_first:
+        ailurus_mm.apply(model)
+    before = _snapshot(model)
+    with pytest.raises(error, match=match):
+        ailurus_mm.apply(model, **kwargs)
+    assert _unchanged(model, before)
 
 
 def test_apply_to_a_detector_equals_our_config(tmp_path):
@@ -249,7 +374,8 @@ def test_top_level_api():
 
     for name in ailurus_mm.__all__:
         assert getattr(ailurus_mm, name) is not None, name
-    assert ailurus_mm.apply is importlib.import_module('ailurus_mm.api').apply
+    assert ailurus_mm.apply is importlib.import_module(
+        'ailurus_mm.convert').apply
     assert osp.isfile(osp.join(osp.dirname(ailurus_mm.__file__), 'py.typed'))
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         ailurus_mm.nope

@@ -62,7 +62,7 @@ BROKEN = {
 
 @pytest.mark.parametrize('kind', list(BROKEN))
 def test_read_checkpoint_names_file_and_problem(tmp_path, kind):
-    from ailurus_mm.apis.checkpoint import CheckpointReadError, read_checkpoint
+    from ailurus_mm.checkpoint import CheckpointReadError, read_checkpoint
 
     make, match, cause = BROKEN[kind]
     path = str(tmp_path / f'{kind}.pth')
@@ -76,7 +76,7 @@ def test_read_checkpoint_names_file_and_problem(tmp_path, kind):
 
 
 def test_missing_checkpoint_is_named(tmp_path):
-    from ailurus_mm.apis.checkpoint import read_checkpoint
+    from ailurus_mm.checkpoint import read_checkpoint
 
     path = str(tmp_path / 'nowhere.pth')
     with pytest.raises(FileNotFoundError, match=f'checkpoint {path} does '
@@ -85,7 +85,7 @@ def test_missing_checkpoint_is_named(tmp_path):
 
 
 def test_non_dict_checkpoint_is_named(tmp_path):
-    from ailurus_mm.apis.checkpoint import CheckpointReadError, read_checkpoint
+    from ailurus_mm.checkpoint import CheckpointReadError, read_checkpoint
 
     path = str(tmp_path / 'tensor.pth')
     torch.save(torch.zeros(3), path)
@@ -95,8 +95,8 @@ def test_non_dict_checkpoint_is_named(tmp_path):
 
 
 def test_converter_reads_through_the_same_errors(tmp_path):
-    from ailurus_mm.apis.checkpoint import CheckpointReadError
-    from ailurus_mm.apis.convert import convert_checkpoint
+    from ailurus_mm.checkpoint import CheckpointReadError
+    from ailurus_mm.weights import convert_checkpoint
 
     src = str(tmp_path / 'official.pth')
     _empty(src)
@@ -114,11 +114,20 @@ def tiny_cfg(tmp_path_factory, ade20k_root):
                              iters=1)
 
 
+def _runner_cfg(cfg_path, work_dir, **options):
+    from mmengine.config import Config
+
+    cfg = Config.fromfile(cfg_path)
+    cfg.work_dir = str(work_dir)
+    cfg.merge_from_dict(options)
+    return cfg
+
+
 def _runner(cfg_path, work_dir, **options):
     from mmengine.config import Config
     from mmengine.runner import Runner
 
-    from ailurus_mm.apis.config import enable_strict_loading
+    from ailurus_mm.zoo import enable_strict_loading
 
     cfg = enable_strict_loading(Config.fromfile(cfg_path))
     cfg.work_dir = str(work_dir)
@@ -129,7 +138,7 @@ def _runner(cfg_path, work_dir, **options):
 @pytest.mark.parametrize('kind', ['empty', 'text', 'unsafe'])
 def test_test_checkpoint_errors_name_the_file(tmp_path, tiny_cfg, kind):
     """What tools/test.py (and mmseg's test.py with the hook) read."""
-    from ailurus_mm.apis.checkpoint import CheckpointReadError
+    from ailurus_mm.checkpoint import CheckpointReadError
 
     make, match, _ = BROKEN[kind]
     path = str(tmp_path / f'{kind}.pth')
@@ -145,7 +154,7 @@ def test_test_checkpoint_errors_name_the_file(tmp_path, tiny_cfg, kind):
 @pytest.mark.parametrize('resume', [False, True])
 def test_train_checkpoint_errors_name_the_file(tmp_path, tiny_cfg, resume):
     """load_from of a fine-tuning run, and the checkpoint of --resume."""
-    from ailurus_mm.apis.checkpoint import CheckpointReadError
+    from ailurus_mm.checkpoint import CheckpointReadError
 
     path = str(tmp_path / 'empty.pth')
     _empty(path)
@@ -158,14 +167,61 @@ def test_train_checkpoint_errors_name_the_file(tmp_path, tiny_cfg, resume):
 
 
 def test_our_test_tool_names_a_text_checkpoint(tmp_path, tiny_cfg):
-    from ailurus_mm.apis.checkpoint import CheckpointReadError
-    from ailurus_mm.apis.runner import test as run_test
+    from ailurus_mm.checkpoint import CheckpointReadError
+    from ailurus_mm.launch import run
 
     path = str(tmp_path / 'notes.pth')
     _text(path)
     with pytest.raises(CheckpointReadError,
                        match=f'{path} is not a torch checkpoint'):
-        run_test([tiny_cfg, path, '--work-dir', str(tmp_path / 'w')])
+        run('test', [tiny_cfg, path, '--work-dir', str(tmp_path / 'w')])
+
+
+def test_a_directory_is_not_said_to_be_missing(tmp_path):
+    from ailurus_mm.checkpoint import CheckpointReadError, read_checkpoint
+
+    with pytest.raises(CheckpointReadError,
+                       match=f'{tmp_path} is a directory, not a checkpoint '
+                       'file'):
+        read_checkpoint(str(tmp_path))
+
+
+@pytest.mark.parametrize('payload, match', [
+    ({'state_dict': [1, 2]}, r"its 'state_dict' is a list \(\[1, 2\]\), "
+     r'expected a dict of parameter names to tensors'),
+    ({'state_dict': {0: torch.zeros(1)}}, r"its 'state_dict' has keys that "
+     r'are not parameter names: \[0\]'),
+    ([torch.zeros(1)], r'holds a list, not a checkpoint'),
+])
+def test_what_a_checkpoint_holds_is_named(tmp_path, tiny_cfg, payload,
+                                          match):
+    from ailurus_mm.checkpoint import CheckpointReadError
+
+    path = str(tmp_path / 'odd.pth')
+    torch.save(payload, path)
+    runner = _runner(tiny_cfg, tmp_path / 'w', load_from=path)
+    with pytest.raises(CheckpointReadError, match=match):
+        runner.test()
+
+
+def test_a_value_that_is_not_a_tensor_is_a_mismatch(tmp_path, tiny_cfg):
+    """mmengine skips such a parameter silently (it would keep its random
+    initialisation); the hook refuses the checkpoint, naming the key."""
+    from mmengine.runner import Runner
+
+    from ailurus_mm.checkpoint import CheckpointMismatchError
+    from ailurus_mm.launch import run
+
+    model = Runner.from_cfg(_runner_cfg(tiny_cfg, tmp_path / 'a')).model
+    state_dict = dict(model.state_dict())
+    state_dict['backbone.cls_token'] = 'oops'
+    path = str(tmp_path / 'oops.pth')
+    torch.save({'state_dict': state_dict, 'meta': {}}, path)
+    match = (r"not tensors \(1\): backbone\.cls_token: checkpoint holds a "
+             r"str \('oops'\), not a tensor")
+    with pytest.raises(CheckpointMismatchError, match=match):
+        run('test', [tiny_cfg, path, '--no-finetune', '--work-dir',
+                     str(tmp_path / 'w')])
 
 
 @pytest.mark.parametrize('mode,resume,match', [

@@ -8,7 +8,9 @@ import re
 import pytest
 import torch
 
-from ailurus_mm.analysis.accuracy import FT_LR_FACTOR, FT_SCHEDULE_FRACTION
+from ailurus_mm.benchmarks.accuracy.finetune import (FT_LR_FACTOR,
+                                                    FT_SCHEDULE_FRACTION)
+from ailurus_mm.ops import ClusterConfig
 from conftest import CONFIGS
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')
@@ -44,36 +46,19 @@ DATASETS = {
     'pascal-context-59': dict(type='PascalContextDataset59', classes=59,
                               lr=0.001, stride={480: 320}, iters=80),
 }
-KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight', 'window',
-         'prop_attn')
-# The cluster settings a fine-tuning config changes from its no-fine-tuning
-# twin (which uses AiluRusViT's defaults for all of them).
-FT_KNOBS = dict()  # the fine-tuning configs take the defaults too
+CAMVID = sorted(path for path in ALL_CONFIGS if path.startswith('camvid/'))
+KNOBS = ClusterConfig.names()
 
 
 def knob_defaults() -> dict:
-    """``AiluRusViT``'s constructor defaults: the single source of the
-    no-fine-tuning configs' cluster settings."""
-    import inspect
-
-    from ailurus_mm.models import AiluRusViT
-
-    params = inspect.signature(AiluRusViT.__init__).parameters
-    return {knob: params[knob].default for knob in KNOBS}
-
-
-def expected_knobs(path: str) -> dict:
-    """The cluster settings the model of an AiluRus config must get."""
-    knobs = knob_defaults()
-    if osp.basename(path).startswith('ailurus-ft_'):
-        knobs.update(FT_KNOBS)
-    return knobs
+    """``AiluRusViT``'s defaults (``ClusterConfig``'s): the single source of
+    every Segmenter config's cluster settings, fine-tuning ones included."""
+    return ClusterConfig.defaults()
 
 
 def effective_knobs(backbone) -> dict:
     """Cluster settings of a config's backbone, defaults filled in."""
-    return {knob: backbone.get(knob, default)
-            for knob, default in knob_defaults().items()}
+    return ClusterConfig.from_mapping(backbone).to_dict()
 
 
 def mmseg_configs() -> str:
@@ -144,7 +129,10 @@ def test_configs_found():
 @pytest.mark.parametrize('path', ALL_CONFIGS)
 def test_config_parses(path):
     cfg = load(path)
-    assert cfg.model.type
+    if path.startswith('_base_/datasets/'):  # a dataset base, no model
+        assert cfg.train_dataloader.dataset.type
+    else:
+        assert cfg.model.type
 
 
 @pytest.mark.parametrize('path', ZOO)
@@ -207,7 +195,7 @@ def test_zoo_name_matches_settings(path):
         assert model.pretrained is not None  # ImageNet init, as mmseg's
 
     if algo != 'segmenter':
-        assert effective_knobs(model.backbone) == expected_knobs(path)
+        assert effective_knobs(model.backbone) == knob_defaults()
         assert model.neck.type == 'TokenRecover'
         assert cfg.custom_imports == dict(
             imports=['ailurus_mm.models'], allow_failed_imports=False)
@@ -299,9 +287,6 @@ def test_ft_config_differs_from_its_no_ft_twin_only_by_fine_tuning(path):
     model, base_model = plain(cfg.model), plain(base.model)
     assert model.pop('pretrained') is None
     assert base_model.pop('pretrained') is not None  # ImageNet, as mmseg
-    for knob, value in FT_KNOBS.items():
-        assert model['backbone'].pop(knob) == value
-        assert knob not in base_model['backbone']
     assert model == base_model
 
     for key in ('train_dataloader', 'val_dataloader', 'test_dataloader',
@@ -353,13 +338,11 @@ def test_ft_config_sets_only_fine_tuning_changes(path):
     body = config_body(path)
     assert set(body) == {'_base_', 'load_from', 'model', 'optim_wrapper',
                          'param_scheduler', 'train_cfg', 'default_hooks'}
-    expected = dict(pretrained=None)
-    if FT_KNOBS:
-        expected['backbone'] = FT_KNOBS
-    assert literal(body['model']) == expected
+    assert literal(body['model']) == dict(pretrained=None)
 
 
-@pytest.mark.parametrize('path', AILURUS)
+@pytest.mark.parametrize('path', AILURUS + [
+    p for p in CAMVID if osp.basename(p).startswith('ailurus')])
 def test_default_knob_values_are_not_restated(path):
     defaults = knob_defaults()
     restated = [
@@ -454,8 +437,7 @@ def test_model_builds_small(path):
     assert type(model.backbone).__name__ == model_cfg.backbone.type
     assert model.with_neck == is_ailurus
     if is_ailurus:  # the defaults, or what the config sets
-        assert {knob: getattr(model.backbone, knob)
-                for knob in KNOBS} == expected_knobs(path)
+        assert model.backbone.clustering == ClusterConfig()
     with torch.no_grad():
         logits = model(torch.rand(2, 3, 64, 64), mode='tensor')
     assert logits.shape == (2, head.num_classes, 4, 4)
@@ -480,8 +462,7 @@ def test_vitl_design_card_builds_full_size():
     model = build(model_cfg).eval()
     backbone = model.backbone
     assert type(backbone).__name__ == 'AiluRusViT'
-    assert {knob: getattr(backbone, knob) for knob in KNOBS} == \
-        knob_defaults()
+    assert backbone.clustering == ClusterConfig()
     assert len(backbone.layers) == 24
     assert backbone.pos_embed.shape == (1, 40 * 40 + 1, 1024)
     assert sum(p.numel() for p in backbone.parameters()) == vit_params(
@@ -490,3 +471,89 @@ def test_vitl_design_card_builds_full_size():
     with torch.no_grad():  # a small input keeps this fast
         logits = model(torch.rand(1, 3, 64, 64), mode='tensor')
     assert logits.shape == (1, 150, 4, 4)
+
+
+# ------------------------------------------------------------------- CamVid
+CAMVID_VANILLA = 'camvid/segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py'
+CAMVID_NO_FT = 'camvid/ailurus_segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py'
+CAMVID_FT = ('camvid/ailurus-ft_segmenter_vit-t_mask_1xb8-2500_camvid-'
+             '256x256.py')
+
+
+def test_camvid_configs_found():
+    assert CAMVID == sorted([CAMVID_VANILLA, CAMVID_NO_FT, CAMVID_FT])
+
+
+def test_camvid_vanilla_is_mmsegs_segmenter_on_camvid():
+    from ailurus_mm.benchmarks.accuracy.data import CAMVID as DATASET
+
+    cfg = load(CAMVID_VANILLA)
+    assert DATASET.config == CAMVID_VANILLA
+    assert DATASET.checkpoint == osp.basename(CAMVID_VANILLA)[:-3] + '.pth'
+    model = cfg.model
+    assert (model.type, model.backbone.type, model.decode_head.type) == (
+        'EncoderDecoder', 'VisionTransformer', 'SegmenterMaskTransformerHead')
+    assert (model.backbone.embed_dims, model.backbone.num_layers,
+            model.backbone.num_heads) == BACKBONES['t']
+    assert model.decode_head.num_classes == 11
+    assert model.pretrained is None and model.backbone.init_cfg is None
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'CamVidDataset', loader
+    assert cfg.train_dataloader.dataset.data_prefix.img_path == \
+        'images/train'
+    assert cfg.test_dataloader.dataset.data_prefix.img_path == 'images/val'
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline
+              if t.type == 'Resize']
+    assert [tuple(t.scale) for t in resize] == [(480, 360)]
+    assert 'ailurus_mm.datasets' in cfg.custom_imports.imports
+    assert cfg.train_cfg.max_iters == 10000
+
+
+def test_camvid_no_ft_differs_from_its_vanilla_twin_only_by_ailurus():
+    cfg, twin = load(CAMVID_NO_FT), load(CAMVID_VANILLA)
+    assert sole_base(CAMVID_NO_FT) == CAMVID_VANILLA
+    model, twin_model = plain(cfg.model), plain(twin.model)
+    assert (model.pop('type'), twin_model.pop('type')) == (
+        'AiluRusEncoderDecoder', 'EncoderDecoder')
+    assert model.pop('merged_decode') is True
+    assert (model['backbone'].pop('type'),
+            twin_model['backbone'].pop('type')) == ('AiluRusViT',
+                                                   'VisionTransformer')
+    assert model.pop('neck') == {'type': 'TokenRecover'}
+    assert model == twin_model
+    for key in ('train_dataloader', 'test_dataloader', 'test_evaluator',
+                'optim_wrapper', 'param_scheduler', 'train_cfg'):
+        assert plain(cfg[key]) == plain(twin[key]), key
+    assert cfg.custom_imports.imports == ['ailurus_mm.datasets',
+                                          'ailurus_mm.models']
+    assert cfg.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+
+
+def test_camvid_ft_follows_the_recipe():
+    cfg, base = load(CAMVID_FT), load(CAMVID_NO_FT)
+    assert sole_base(CAMVID_FT) == CAMVID_NO_FT
+    iters = cfg.train_cfg.max_iters
+    assert iters == base.train_cfg.max_iters * FT_SCHEDULE_FRACTION
+    assert f'-{iters}_camvid' in CAMVID_FT
+    assert cfg.optim_wrapper.optimizer.lr == pytest.approx(
+        base.optim_wrapper.optimizer.lr * FT_LR_FACTOR)
+    assert cfg.optim_wrapper.type == base.optim_wrapper.type
+    assert plain(cfg.param_scheduler) == [
+        dict(type='PolyLR', eta_min=1e-6, power=0.9, begin=0, end=iters,
+             by_epoch=False)]
+    assert cfg.load_from == 'checkpoints/' + osp.basename(
+        CAMVID_VANILLA)[:-3] + '.pth'
+    assert plain(cfg.model) == dict(plain(base.model), pretrained=None)
+
+
+@pytest.mark.parametrize('path', CAMVID)
+def test_camvid_model_builds_small(path):
+    cfg = load(path)
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone.update(TINY)
+    model_cfg.decode_head.update(in_channels=32, channels=32, embed_dims=32,
+                                 num_heads=2, num_layers=1)
+    model = build(model_cfg).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 64, 96), mode='tensor')
+    assert logits.shape == (1, 11, 4, 6)

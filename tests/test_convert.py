@@ -191,7 +191,7 @@ OFFICIAL_EPS = dict(norm_cfg=dict(type='LN', eps=1e-5, requires_grad=True))
 
 
 def load_strictly(model: nn.Module, state_dict: dict) -> None:
-    from ailurus_mm.apis import check_state_dict
+    from ailurus_mm.checkpoint import check_state_dict
     check_state_dict(model, state_dict)  # raises with the differences
     model.load_state_dict(state_dict, strict=True)
 
@@ -202,7 +202,7 @@ def image():
 
 
 def test_official_mask_segmenter_matches_mmseg(image):
-    from ailurus_mm.apis.convert import convert_segmenter
+    from ailurus_mm.weights import convert_segmenter
 
     torch.manual_seed(0)
     official = randomize_norms(Segmenter(MaskTransformer()))
@@ -216,7 +216,7 @@ def test_official_mask_segmenter_matches_mmseg(image):
 
 
 def test_official_checkpoint_runs_with_ailurus_nothing_merged(image):
-    from ailurus_mm.apis.convert import convert_segmenter
+    from ailurus_mm.weights import convert_segmenter
 
     torch.manual_seed(1)
     official = randomize_norms(Segmenter(MaskTransformer()))
@@ -228,7 +228,7 @@ def test_official_checkpoint_runs_with_ailurus_nothing_merged(image):
 
 
 def test_official_linear_segmenter_matches_mmseg(image):
-    from ailurus_mm.apis.convert import convert_segmenter
+    from ailurus_mm.weights import convert_segmenter
 
     torch.manual_seed(2)
     official = randomize_norms(Segmenter(DecoderLinear()))
@@ -243,7 +243,7 @@ def test_official_linear_segmenter_matches_mmseg(image):
 
 
 def test_projections_are_transposed():
-    from ailurus_mm.apis.convert import convert_segmenter
+    from ailurus_mm.weights import convert_segmenter
 
     official = Segmenter(MaskTransformer())
     converted = convert_segmenter(official.state_dict())
@@ -259,7 +259,7 @@ def test_projections_are_transposed():
 
 
 def test_patch_bias_kept_for_patch_bias_models(image):
-    from ailurus_mm.apis.convert import convert_segmenter
+    from ailurus_mm.weights import convert_segmenter
 
     torch.manual_seed(3)
     official = randomize_norms(Segmenter(MaskTransformer()))
@@ -279,8 +279,8 @@ def test_patch_bias_kept_for_patch_bias_models(image):
 def test_tool_converts_an_official_checkpoint_file(tmp_path, image):
     """The whole path: an official checkpoint file ({'model': ...}) through
     tools/convert_checkpoint.py, read back by the tools' strict loader."""
-    from ailurus_mm.apis import load_model_checkpoint
-    from ailurus_mm.apis.checkpoint import load_checkpoint_file
+    from ailurus_mm.checkpoint import load_model_checkpoint
+    from ailurus_mm.checkpoint import read_checkpoint
 
     torch.manual_seed(4)
     official = randomize_norms(Segmenter(MaskTransformer()))
@@ -291,7 +291,7 @@ def test_tool_converts_an_official_checkpoint_file(tmp_path, image):
     out = run_tool('convert_checkpoint', [src, dst], cwd=str(tmp_path))
     assert 'segmenter -> mmseg' in out
 
-    checkpoint = load_checkpoint_file(dst)
+    checkpoint = read_checkpoint(dst)
     assert set(checkpoint) == {'meta', 'state_dict'}
     assert checkpoint['meta']['source_format'] == 'segmenter'
     model = mmseg_model(VANILLA_MASK, OFFICIAL_EPS)
@@ -304,7 +304,7 @@ def test_tool_converts_an_official_checkpoint_file(tmp_path, image):
 def test_timm_vit_matches_mmseg_backbone(tmp_path, image):
     from mmseg.models.backbones import VisionTransformer
 
-    from ailurus_mm.apis.convert import convert_checkpoint
+    from ailurus_mm.weights import convert_checkpoint
 
     torch.manual_seed(5)
     timm_vit = randomize_norms(ViT(eps=1e-6))
@@ -334,7 +334,7 @@ def test_timm_vit_pretrained_at_another_size(tmp_path):
     the folded patch bias survives the resize."""
     from mmseg.models.backbones import VisionTransformer
 
-    from ailurus_mm.apis.convert import convert_checkpoint
+    from ailurus_mm.weights import convert_checkpoint
 
     torch.manual_seed(6)
     timm_vit = ViT(eps=1e-6, image_size=32)  # a 2x2 grid
@@ -363,7 +363,7 @@ def test_timm_vit_pretrained_at_another_size(tmp_path):
 
 
 def test_fold_patch_bias_is_exact(image):
-    from ailurus_mm.apis.convert import fold_patch_bias
+    from ailurus_mm.weights import fold_patch_bias
 
     torch.manual_seed(7)
     vit = ViT(eps=1e-6)
@@ -410,7 +410,7 @@ def with_key(state_dict: dict, key: str) -> dict:
      r'conv1\.weight'),
 ])
 def test_unsupported_keys_are_refused(state_dict, match):
-    from ailurus_mm.apis.convert import (UnsupportedCheckpointError,
+    from ailurus_mm.weights import (UnsupportedCheckpointError,
                                          convert_state_dict)
 
     with pytest.raises(UnsupportedCheckpointError, match=match):
@@ -418,7 +418,7 @@ def test_unsupported_keys_are_refused(state_dict, match):
 
 
 def test_module_prefix_is_stripped():
-    from ailurus_mm.apis.convert import convert_state_dict
+    from ailurus_mm.weights import convert_state_dict
 
     state_dict = {f'module.{k}': v for k, v in timm_state_dict().items()}
     converted, source = convert_state_dict(state_dict)
@@ -430,7 +430,7 @@ def test_module_prefix_is_stripped():
 
 
 def test_npz_is_refused_with_advice(tmp_path):
-    from ailurus_mm.apis.convert import (UnsupportedCheckpointError,
+    from ailurus_mm.weights import (UnsupportedCheckpointError,
                                          convert_checkpoint)
 
     with pytest.raises(UnsupportedCheckpointError,
@@ -442,7 +442,7 @@ def test_npz_is_refused_with_advice(tmp_path):
 def test_safetensors_without_package_is_explained(tmp_path, monkeypatch):
     import sys
 
-    from ailurus_mm.apis.convert import (UnsupportedCheckpointError,
+    from ailurus_mm.weights import (UnsupportedCheckpointError,
                                          convert_checkpoint)
 
     monkeypatch.setitem(sys.modules, 'safetensors', None)
@@ -454,7 +454,7 @@ def test_safetensors_without_package_is_explained(tmp_path, monkeypatch):
 
 
 def test_unknown_source_name_is_refused():
-    from ailurus_mm.apis.convert import convert_state_dict
+    from ailurus_mm.weights import convert_state_dict
 
     with pytest.raises(ValueError, match="source must be one of .*'deit'"):
         convert_state_dict(timm_state_dict(), source='deit')

@@ -197,18 +197,16 @@ def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
 
 def test_placeholder_load_from_is_explained(tmp_path, monkeypatch,
                                             cityscapes_root):
-    from ailurus_mm.apis.runner import build_train_runner, train_parser
+    from ailurus_mm.launch import run
 
     monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here
     config = osp.join(SEGMENTER, DATASETS['cityscapes']['ft'])
-    args = train_parser().parse_args(
-        [config, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
-         f'train_dataloader.dataset.data_root={cityscapes_root}',
-         f'val_dataloader.dataset.data_root={cityscapes_root}'])
-    runner = build_train_runner(args)
     with pytest.raises(
             FileNotFoundError,
             match=r"load_from='checkpoints/segmenter_vit-b_mask_8xb1-80k_"
             r"cityscapes-768x768\.pth' does not exist\. A fine-tuning config "
             r'starts from a vanilla checkpoint of its _base_ config'):
-        runner.train()
+        run('train', [
+            config, '--work-dir', str(tmp_path / 'w'), '--cfg-options',
+            f'train_dataloader.dataset.data_root={cityscapes_root}',
+            f'val_dataloader.dataset.data_root={cityscapes_root}'])

@@ -4,6 +4,7 @@ Tiny versions of the real configs in configs/mask_rcnn/ (small ViT and
 heads, 128x128 images) on a generated COCO-format dataset, through mmdet's
 CocoDataset and CocoMetric, tools/train.py and tools/test.py.
 """
+import dataclasses
 import glob
 import os.path as osp
 import pickle
@@ -256,7 +257,7 @@ def test_real_ailurus_config_takes_vanilla_state_dict():
     same parameter names and shapes, so --no-finetune loads strictly."""
     from mmengine.config import Config
 
-    from ailurus_mm.apis.checkpoint import state_dict_mismatch
+    from ailurus_mm.checkpoint import state_dict_mismatch
 
     models = []
     for path in (VANILLA_B, AILURUS_B):
@@ -277,8 +278,8 @@ def _predict(model, inputs, samples):
 
 
 def test_nothing_merged_gives_identical_detections(tmp_path, coco_root):
-    from ailurus_mm.analysis.det_batch import make_det_batch
-    from ailurus_mm.analysis.variants import build_variants
+    from ailurus_mm.benchmarks.speed.det_inputs import make_det_batch
+    from ailurus_mm.benchmarks.variants import build_variants
 
     cfg = load_tiny(tmp_path, AILURUS_B, coco_root, cluster_layer=0,
                     num_clusters=0.5)
@@ -298,7 +299,7 @@ def test_nothing_merged_gives_identical_detections(tmp_path, coco_root):
                                                              (1, 20, 20)])
 def test_later_layers_see_fewer_tokens_in_the_detector(
         tmp_path, coco_root, cluster_layer, num_clusters, kept):
-    from ailurus_mm.analysis.det_batch import make_det_batch
+    from ailurus_mm.benchmarks.speed.det_inputs import make_det_batch
 
     cfg = load_tiny(tmp_path, AILURUS_B, coco_root,
                     cluster_layer=cluster_layer, num_clusters=num_clusters)
@@ -326,7 +327,7 @@ def test_later_layers_see_fewer_tokens_in_the_detector(
 
 
 def test_training_step_with_clustering(tmp_path, coco_root):
-    from ailurus_mm.analysis.det_batch import make_det_batch
+    from ailurus_mm.benchmarks.speed.det_inputs import make_det_batch
 
     cfg = load_tiny(tmp_path, AILURUS_B, coco_root, cluster_layer=0,
                     num_clusters=0.5)
@@ -431,13 +432,16 @@ def test_finetune_with_clustering_from_vanilla_checkpoint(
 
 
 def test_detection_out_must_be_pkl(tmp_path, coco_root):
-    from ailurus_mm.apis.runner import build_test_runner, test_parser
+    """--out is mmdet's test.py flag; our tool refuses anything but a .pkl
+    in one line before mmdet builds the Runner."""
+    from ailurus_mm.launch import run
 
     cfg = write_tiny_det_config(str(tmp_path / 'c.py'), AILURUS_B, coco_root)
-    args = test_parser().parse_args(
-        [cfg, 'unused.pth', '--out', str(tmp_path / 'results.json')])
-    with pytest.raises(ValueError, match=r'--out must be a \.pkl file'):
-        build_test_runner(args)
+    with pytest.raises(SystemExit) as exit_info:
+        run('test', [cfg, 'unused.pth', '--out',
+                     str(tmp_path / 'results.json')])
+    assert str(exit_info.value.code).startswith(
+        'test.py: error: --out must be a .pkl file for detection')
 
 
 # ---------------------------------------------------------------- benchmark
@@ -445,7 +449,7 @@ def test_detection_out_must_be_pkl(tmp_path, coco_root):
 
 def test_benchmark_reports_backbone_neck_heads_and_whole(tmp_path,
                                                          coco_root, capsys):
-    from ailurus_mm.analysis.cli import benchmark_main
+    from ailurus_mm.benchmarks.cli import benchmark_main
 
     cfg = write_tiny_det_config(
         str(tmp_path / 'bench.py'), AILURUS_B, coco_root,
@@ -453,6 +457,7 @@ def test_benchmark_reports_backbone_neck_heads_and_whole(tmp_path,
     report = benchmark_main([cfg, '--warmup', '0', '--runs', '1',
                              '--no-memory', '--threads', '1',
                              '--out', str(tmp_path / 'report.json')])
+    report = dataclasses.asdict(report)
     settings, results = report['settings'], report['results']
     assert settings['shape'] == [128, 128]  # the tiny config's img_size
     assert settings['patch_tokens'] == 64 and settings['kept_tokens'] == 32
@@ -467,20 +472,22 @@ def test_benchmark_reports_backbone_neck_heads_and_whole(tmp_path,
     # the table shows the summary's backbone and neck+heads speed-ups
     summary = report['summary']
     table = capsys.readouterr().out  # what the tool printed
-    assert (f"{summary['ailurus_backbone_speedup']:.2f}x, "
+    speedups = summary['stage_speedups']['ailurus']
+    assert (f"{speedups['backbone']:.2f}x, "
             in table.split('ailurus vs vanilla: ')[1])
-    assert f"{summary['ailurus_neck_heads_speedup']:.2f}x" in table
+    assert f"{speedups['neck_heads']:.2f}x" in table
     assert osp.isfile(tmp_path / 'report.json')
 
 
 def test_benchmark_of_ailurus_alone_still_splits_the_detector(tmp_path,
                                                               coco_root):
-    from ailurus_mm.analysis import format_table, run_benchmark
+    from ailurus_mm.benchmarks.speed.report import format_table
+    from ailurus_mm.benchmarks.speed.run import BenchmarkSpec, run_benchmark
 
     cfg = load_tiny(tmp_path, AILURUS_B, coco_root, cluster_layer=0,
                     num_clusters=0.5)
-    report = run_benchmark(cfg, warmup=0, runs=1, flops=False, memory=False,
-                           variants=('ailurus', ))
+    report = run_benchmark(cfg, BenchmarkSpec(
+        warmup=0, runs=1, flops=False, memory=False, variants=('ailurus', )))
     assert list(report.results) == ['ailurus']
     assert list(report.results['ailurus'].stages) == ['backbone',
                                                       'neck_heads']

@@ -49,7 +49,7 @@ class RankDumpHook(Hook):
 @pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
 def test_two_gloo_ranks_train_and_synchronise(tmp_path, ade20k_root):
-    from ailurus_mm.apis.checkpoint import (check_state_dict,
+    from ailurus_mm.checkpoint import (check_state_dict,
                                             checkpoint_state_dict,
                                             read_checkpoint)
 

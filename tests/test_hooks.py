@@ -1,6 +1,5 @@
 """StrictLoadHook under mmengine's own Runner: strict load_from and resume,
 no_finetune, registration without side effects; and the package layering."""
-import ast
 import glob
 import os.path as osp
 import subprocess
@@ -48,7 +47,7 @@ def trained(tmp_path_factory, ade20k_root):
 
 
 def _edited(trained_checkpoint, path, edit):
-    from ailurus_mm.apis.checkpoint import read_checkpoint
+    from ailurus_mm.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(trained_checkpoint)
     edit(checkpoint)
@@ -80,7 +79,7 @@ after = set(map(str, torch.serialization.get_safe_globals()))
 assert after == before, after - before
 assert not any('HistoryBuffer' in name for name in after), after
 assert 'ailurus_mm.engine' not in sys.modules
-assert 'ailurus_mm.apis' not in sys.modules
+assert 'ailurus_mm.benchmarks' not in sys.modules
 from mmengine.registry import HOOKS, init_default_scope
 init_default_scope('mmseg')
 hook = HOOKS.build(dict(type='ailurus_mm.StrictLoadHook'))
@@ -103,7 +102,7 @@ print(type(hook).__module__, type(hook).__name__)
 ])
 def test_checkpoint_that_does_not_fit_fails_before_training(
         tmp_path, trained, edit, match, resume):
-    from ailurus_mm.apis.checkpoint import CheckpointMismatchError
+    from ailurus_mm.checkpoint import CheckpointMismatchError
 
     cfg, checkpoint = trained
     bad = _edited(checkpoint, str(tmp_path / 'bad.pth'), edit)
@@ -117,19 +116,20 @@ def test_checkpoint_that_does_not_fit_fails_before_training(
 def test_resume_through_the_tool_is_strict(tmp_path, trained):
     """tools/train.py --resume CKPT: mmengine alone resumes with exit code
     0 from a checkpoint without the decode head."""
-    from ailurus_mm.apis.checkpoint import CheckpointMismatchError
-    from ailurus_mm.apis.runner import train
+    from ailurus_mm.checkpoint import CheckpointMismatchError
+    from ailurus_mm.launch import run
 
     cfg, checkpoint = trained
     bad = _edited(checkpoint, str(tmp_path / 'bad.pth'), _drop_decode_head)
     with pytest.raises(CheckpointMismatchError,
                        match=f'{bad} does not fit AiluRusEncoderDecoder'):
-        train([cfg, '--resume', bad, '--work-dir', str(tmp_path / 'w'),
-               '--cfg-options', 'train_cfg.max_iters=2'])
+        run('train', [cfg, '--resume', '--work-dir', str(tmp_path / 'w'),
+                      '--cfg-options', f'load_from={bad}',
+                      'train_cfg.max_iters=2'])
 
 
 def test_resume_from_bare_state_dict_is_refused(tmp_path, trained):
-    from ailurus_mm.apis.checkpoint import NotRunnerCheckpointError
+    from ailurus_mm.checkpoint import NotRunnerCheckpointError
 
     cfg, checkpoint = trained
 
@@ -174,7 +174,7 @@ def test_no_finetune_refuses_a_checkpoint_trained_with_ailurus(
 
 
 def test_no_finetune_logs_the_settings(tmp_path, trained):
-    from ailurus_mm.apis.checkpoint import read_checkpoint
+    from ailurus_mm.checkpoint import read_checkpoint
 
     cfg, checkpoint = trained
     vanilla = str(tmp_path / 'vanilla.pth')
@@ -187,13 +187,14 @@ def test_no_finetune_logs_the_settings(tmp_path, trained):
     assert (f'--no-finetune: evaluating the vanilla checkpoint {vanilla} '
             'with AiluRus, without fine-tuning: cluster_layer=0, '
             "num_clusters=0.5, k=5, spatial_weight=1.0, window=None, "
-            'prop_attn=True') in log
+            "prop_attn=True, reducer='dpc_knn', recover_detail=False, "
+            'anchor_threshold=None, second_stage=None') in log
     assert 'was not trained with AiluRusViT' not in log
 
 
 def test_vanilla_checkpoint_without_no_finetune_is_flagged(tmp_path,
                                                            trained):
-    from ailurus_mm.apis.checkpoint import read_checkpoint
+    from ailurus_mm.checkpoint import read_checkpoint
 
     cfg, checkpoint = trained
     vanilla = str(tmp_path / 'vanilla.pth')
@@ -243,43 +244,3 @@ def test_placeholder_load_from_is_explained(tmp_path, trained):
                        r'exist\. A fine-tuning config starts from a vanilla '
                        r'checkpoint'):
         runner.train()
-
-
-# ------------------------------------------------------------------ layering
-
-
-def _imports(path):
-    tree = ast.parse(open(path).read())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            yield from (alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: inside the same package
-                yield '.' * node.level + (node.module or '')
-            else:
-                yield node.module
-
-
-def _package_files(package):
-    files = sorted(glob.glob(osp.join(REPO, 'ailurus_mm', package, '*.py')))
-    assert len(files) >= 3, package
-    return files
-
-
-def test_ops_import_torch_only():
-    allowed_roots = set(sys.stdlib_module_names) | {'torch', 'ailurus_mm'}
-    for path in _package_files('ops'):
-        for name in _imports(path):
-            if name.startswith('.'):
-                continue
-            assert name.split('.')[0] in allowed_roots, (path, name)
-            if name.startswith('ailurus_mm'):
-                assert name.startswith('ailurus_mm.ops'), (path, name)
-
-
-def test_models_do_not_import_apis_or_analysis():
-    for path in _package_files('models'):
-        for name in _imports(path):
-            forbidden = ('ailurus_mm.apis', 'ailurus_mm.analysis',
-                         'ailurus_mm.engine', '..')
-            assert not name.startswith(forbidden), (path, name)

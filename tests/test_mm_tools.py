@@ -115,56 +115,84 @@ def test_mmdet_own_tools_train_and_test(tmp_path):
 # ------------------------------------------------- what our tools add
 
 
-def test_our_amp_on_cpu_is_a_clear_message(tmp_path, ade20k_root, capsys):
+def test_our_amp_on_cpu_is_a_clear_message(tmp_path, ade20k_root):
     import torch
 
-    from ailurus_mm.apis.runner import train
+    from ailurus_mm.launch import run
     if torch.cuda.is_available():
         pytest.skip('mmengine supports --amp here')
     cfg = write_tiny_config(str(tmp_path / 'c.py'), VANILLA_B, ade20k_root)
     with pytest.raises(SystemExit) as exit_info:
-        train([cfg, '--amp', '--work-dir', str(tmp_path / 'w')])
-    assert exit_info.value.code == 2
-    assert "--amp: mmengine's AmpOptimWrapper trains in mixed precision on " \
-        'a GPU, NPU, MLU or MUSA device only' in capsys.readouterr().err
+        run('train', [cfg, '--amp', '--work-dir', str(tmp_path / 'w')])
+    message = str(exit_info.value.code)
+    assert message.startswith("train.py: error: --amp: mmengine's "
+                              'AmpOptimWrapper trains in mixed precision on '
+                              'a GPU')
+    assert 'optim_wrapper.type=ailurus_mm.AutocastOptimWrapper' in message
+    assert not (tmp_path / 'w').exists()  # refused before anything ran
 
 
-def test_our_tta_on_mask_rcnn_is_explained():
-    from ailurus_mm.apis import runner
+def test_our_tta_on_mask_rcnn_is_explained(tmp_path):
+    from ailurus_mm.launch import run
 
-    args = runner.test_parser().parse_args([DET_AILURUS, 'unused.pth',
-                                            '--tta'])
-    with pytest.raises(runner.UsageError,
-                       match=r"--tta: MaskRCNN predicts instance masks, and "
-                       r"mmdet 3\.3's DetTTAModel merges boxes only"):
-        runner.test_config(args)
-
-
-@pytest.mark.parametrize('flags,resume,load_from', [
-    (['--resume'], True, None),
-    (['--resume', 'run/epoch_3.pth'], True, 'run/epoch_3.pth'),
-    ([], False, None),
-])
-def test_our_train_flags_of_mmdet(flags, resume, load_from):
-    from ailurus_mm.apis import runner
-
-    cfg = runner.train_config(runner.train_parser().parse_args(
-        [DET_AILURUS, '--auto-scale-lr'] + flags))
-    assert (cfg.resume, cfg.load_from) == (resume, load_from)
-    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
-    assert cfg.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+    with pytest.raises(SystemExit) as exit_info:
+        run('test', [DET_AILURUS, 'unused.pth', '--tta'])
+    assert re.match(r"test\.py: error: --tta: MaskRCNN predicts instance "
+                    r"masks, and mmdet 3\.3's DetTTAModel merges boxes only",
+                    str(exit_info.value.code))
 
 
-def test_our_tta_on_a_box_detector_is_mmdets():
-    """Without a mask head, --tta gets mmdet's test.py defaults."""
-    from ailurus_mm.apis import runner
+def test_our_tta_on_a_box_detector_goes_to_mmdet():
+    """Without a mask head, --tta is mmdet's to handle: not refused."""
+    import argparse
 
-    args = runner.test_parser().parse_args([
-        DET_AILURUS, 'unused.pth', '--tta', '--cfg-options',
-        'model.roi_head.mask_head=None'])
-    cfg = runner.test_config(args)
-    assert cfg.model.type == 'DetTTAModel'
-    assert cfg.model.module.backbone.type == 'mmseg.AiluRusViT'
-    pipeline = cfg.test_dataloader.dataset.pipeline
-    assert pipeline[-1].type == 'TestTimeAug'
-    assert [t.prob for t in pipeline[-1].transforms[0]] == [1.0, 0.0]
+    from mmengine.config import Config
+
+    from ailurus_mm.launch import check_request
+
+    cfg = Config.fromfile(DET_AILURUS)
+    cfg.model.roi_head.mask_head = None
+    check_request('test', cfg, argparse.Namespace(tta=True, out=None,
+                                                  launcher='none'))
+
+
+@pytest.mark.parametrize('no_finetune, cpu_distributed', [
+    (False, False), (True, False), (False, True)])
+def test_the_upstream_tool_runs_a_config_inheriting_the_given_one(
+        tmp_path, ade20k_root, no_finetune, cpu_distributed):
+    from mmengine.config import Config
+
+    from ailurus_mm.launch import wrapper_config
+
+    given = write_tiny_config(str(tmp_path / 'mine.py'), VANILLA_B,
+                              ade20k_root)
+    cfg = Config.fromfile(given)
+    out = tmp_path / 'generated'
+    out.mkdir()
+    path = wrapper_config(cfg, given, no_finetune, cpu_distributed,
+                          str(out))
+    # the same file name, so mmseg's default work dir is the same
+    assert osp.basename(path) == 'mine.py'
+    generated = Config.fromfile(path)
+    assert generated.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+    assert generated.get('no_finetune', False) is no_finetune
+    if cpu_distributed:
+        assert generated.env_cfg.dist_cfg.backend == 'gloo'
+        assert generated.model_wrapper_cfg.device_ids is None
+    else:
+        assert generated.env_cfg.dist_cfg.backend == 'nccl'
+    assert generated.model == cfg.model
+    # A config that has the hook and needs nothing else runs as it is.
+    ours = Config.fromfile(DET_AILURUS)
+    assert wrapper_config(ours, DET_AILURUS, False, False, str(out)) is None
+
+
+def test_our_tools_run_mmsegs_and_mmdets_own_scripts():
+    from mmengine.config import Config
+
+    from ailurus_mm.launch import config_library, upstream_tool
+
+    assert config_library(Config.fromfile(DET_AILURUS)) == 'mmdet'
+    for library in ('mmseg', 'mmdet'):
+        for tool in ('train', 'test'):
+            assert upstream_tool(library, tool) == own_tool(library, tool)

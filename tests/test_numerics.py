@@ -3,7 +3,7 @@ clipped to the grid, torch.compile."""
 import pytest
 import torch
 
-import ailurus_mm.ops.clustering as clustering
+import ailurus_mm.ops.reducers as reducers
 from ailurus_mm.models import TokenRecover
 from conftest import vit_pair
 from ailurus_mm.ops import cluster_tokens, merge_tokens
@@ -205,7 +205,7 @@ def test_window_never_costs_more_than_the_global_form(
         used.append(len(window_offsets(radius, hw)))
         return window_density_and_delta(x, hw, k, spatial_weight, radius)
 
-    monkeypatch.setattr(clustering, 'window_density_and_delta', spy)
+    monkeypatch.setattr(reducers, 'window_density_and_delta', spy)
     num_tokens = hw_shape[0] * hw_shape[1]
     torch.manual_seed(0)
     x = torch.randn(1, num_tokens, 8)

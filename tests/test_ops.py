@@ -213,11 +213,12 @@ def test_hw_shape_must_match_tokens():
 
 
 def test_window_never_builds_token_by_token_matrix(monkeypatch):
-    import ailurus_mm.ops.clustering as clustering
+    import ailurus_mm.ops.reducers as reducers
 
     def forbidden(*args, **kwargs):
         raise AssertionError('global N x N distance used with a window')
 
-    monkeypatch.setattr(clustering, 'spatial_aware_distance', forbidden)
+    monkeypatch.setattr(reducers, 'density_peaks', forbidden)
+    monkeypatch.setattr(reducers, 'spatial_aware_distance', forbidden)
     result = cluster_tokens(_tokens(), (6, 7), 0.5, window=2)
     assert result.sizes.sum() == 84

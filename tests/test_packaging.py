@@ -33,7 +33,7 @@ with open(sys.argv[2], 'w') as f:
 user = Config.fromfile(sys.argv[2])
 print(user.model.backbone.type, user.model.backbone.num_clusters,
       user.model.decode_head.num_classes)
-from ailurus_mm.analysis.demo import DEFAULT_CONFIG
+from ailurus_mm.benchmarks.demo import DEFAULT_CONFIG
 assert osp.isfile(DEFAULT_CONFIG), DEFAULT_CONFIG
 '''
 

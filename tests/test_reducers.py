@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ailurus_mm.ops import REDUCERS, cluster_tokens, grid_layout
+from ailurus_mm.ops import REDUCERS, cluster_tokens
+from ailurus_mm.ops.baselines import grid_layout
 from ailurus_mm.ops.density import spatial_aware_distance
 
 

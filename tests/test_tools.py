@@ -123,16 +123,14 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, ade20k_root):
     bad = str(tmp_path / 'other.pth')
     torch.save({'meta': {}, 'state_dict': state_dict}, bad)
 
-    from ailurus_mm.apis import CheckpointMismatchError
-    from ailurus_mm.apis.runner import build_test_runner, test_parser
+    from ailurus_mm.checkpoint import CheckpointMismatchError
+    from ailurus_mm.launch import run
 
     cfg = write_tiny_config(str(tmp_path / 'c.py'), AILURUS_B, ade20k_root)
-    args = test_parser().parse_args(
-        [cfg, bad, '--no-finetune', '--work-dir', str(tmp_path / 'w'),
-         '--cfg-options', 'experiment_name=refused'])
-    runner = build_test_runner(args)
     with pytest.raises(CheckpointMismatchError) as error:
-        runner.test()
+        run('test', [cfg, bad, '--no-finetune', '--work-dir',
+                     str(tmp_path / 'w'), '--cfg-options',
+                     'experiment_name=refused'])
     message = str(error.value)
     assert 'missing in the checkpoint' in message
     assert 'missing in the checkpoint (35): backbone.layers.2.attn' in message
@@ -144,9 +142,9 @@ def test_checkpoint_of_another_model_is_refused(tmp_path, ade20k_root):
 
 
 def test_runner_checkpoint_loads_under_weights_only(vanilla_checkpoint):
-    from ailurus_mm.apis.checkpoint import load_checkpoint_file
+    from ailurus_mm.checkpoint import read_checkpoint
 
-    checkpoint = load_checkpoint_file(vanilla_checkpoint[0])
+    checkpoint = read_checkpoint(vanilla_checkpoint[0])
     assert {'meta', 'state_dict', 'message_hub'} <= set(checkpoint)
 
 
@@ -155,10 +153,9 @@ class _Payload:
 
 
 def test_arbitrary_objects_still_refused(tmp_path):
-    from ailurus_mm.apis.checkpoint import (CheckpointReadError,
-                                            load_checkpoint_file)
+    from ailurus_mm.checkpoint import CheckpointReadError, read_checkpoint
 
     path = str(tmp_path / 'payload.pth')
     torch.save({'state_dict': {}, 'meta': _Payload()}, path)
     with pytest.raises(CheckpointReadError, match='refused to load'):
-        load_checkpoint_file(path)
+        read_checkpoint(path)

@@ -1,6 +1,7 @@
-"""The accuracy benchmark on the synthetic proxy (see README, "Accuracy"):
-``python tools/accuracy_benchmark.py --out-dir work_dirs/accuracy``."""
-from ailurus_mm.analysis.accuracy import accuracy_main
+"""The accuracy benchmark (README, "Accuracy"):
+``python tools/accuracy_benchmark.py --dataset camvid --data-root
+../shared/camvid --out-dir work_dirs/accuracy_camvid``."""
+from ailurus_mm.benchmarks.cli import accuracy_main, entry
 
 if __name__ == '__main__':
-    accuracy_main()
+    entry(accuracy_main)

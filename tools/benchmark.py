@@ -1,9 +1,7 @@
-"""Vanilla vs AiluRus speed of one model, measured in one process.
-
-    python tools/benchmark.py CONFIG [--checkpoint C] [--shape H W]
-        [--mode infer|train] [--threads N] [--out report.json]
-"""
-from ailurus_mm.analysis.cli import benchmark_main
+"""Vanilla vs AiluRus speed of one model, measured in one process:
+``python tools/benchmark.py CONFIG [--checkpoint C] [--shape H W]
+[--mode infer|train] [--threads N] [--out report.json]``."""
+from ailurus_mm.benchmarks.cli import benchmark_main, entry
 
 if __name__ == '__main__':
-    benchmark_main()
+    entry(benchmark_main)

@@ -1,8 +1,7 @@
 """The main job: vanilla vs AiluRus Segmenter ViT-L/16 (ADE20K 640x640) on
-one image, in one process:
-``python tools/demo.py [--checkpoint C] [--image I]``.
-"""
-from ailurus_mm.analysis.demo import demo_main
+one image in one process, then the accuracy of a shipped benchmark model:
+``python tools/demo.py [--checkpoint C] [--image I] [--camvid-root D]``."""
+from ailurus_mm.benchmarks.cli import demo_main, entry
 
 if __name__ == '__main__':
-    demo_main()
+    entry(demo_main)

@@ -1,11 +1,10 @@
-"""Evaluate a checkpoint: ``python tools/test.py CONFIG CHECKPOINT [flags]``.
-
-``--no-finetune`` evaluates a vanilla mmseg/mmdet checkpoint with AiluRus as
-is (and refuses one trained with AiluRus). Other flags are mmseg's/mmdet's
-(--work-dir, --out, --show, --show-dir, --tta, --cfg-options, --launcher).
-See ``ailurus_mm/apis/runner.py``.
+"""Evaluate a checkpoint: mmseg's or mmdet's own ``test.py`` (every flag is
+theirs), plus ``--no-finetune`` (a vanilla checkpoint evaluated with
+AiluRus as is), the strict-loading hook and clear refusals
+(``ailurus_mm/launch.py``):
+``python tools/test.py CONFIG CHECKPOINT [--no-finetune] [--out ...]``.
 """
-from ailurus_mm.apis.runner import test
+from ailurus_mm.launch import run
 
 if __name__ == '__main__':
-    test()
+    run('test')

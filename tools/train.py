@@ -1,11 +1,9 @@
-"""Train an mmseg or mmdet model: ``python tools/train.py CONFIG [flags]``.
-
-mmseg's and mmdet's flags in one tool (--work-dir, --resume [CKPT], --amp,
---auto-scale-lr, --cfg-options, --launcher). Distributed: ``torchrun
---nproc_per_node=N tools/train.py CONFIG --launcher pytorch`` (NCCL on GPUs;
-gloo, started by the tool, without CUDA). See ``ailurus_mm/apis/runner.py``.
+"""Train an mmseg or mmdet model: mmseg's or mmdet's own ``train.py`` (every
+flag is theirs), plus the strict-loading hook, gloo for CPU ``--launcher
+pytorch`` runs and clear refusals (``ailurus_mm/launch.py``):
+``python tools/train.py CONFIG [--work-dir D] [--resume] [--cfg-options ...]``.
 """
-from ailurus_mm.apis.runner import train
+from ailurus_mm.launch import run
 
 if __name__ == '__main__':
-    train()
+    run('train')

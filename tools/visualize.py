@@ -1,8 +1,6 @@
-"""Cluster map, resolution map and vanilla vs AiluRus predictions.
-
-    python tools/visualize.py CONFIG CHECKPOINT IMAGE... --out-dir D
-"""
-from ailurus_mm.analysis.cli import visualize_main
+"""Cluster map, resolution map and vanilla vs AiluRus predictions:
+``python tools/visualize.py CONFIG CHECKPOINT IMAGE... --out-dir D``."""
+from ailurus_mm.benchmarks.cli import visualize_main, entry
 
 if __name__ == '__main__':
-    visualize_main()
+    entry(visualize_main)

@@ -38,19 +38,14 @@ from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.runner import BaseLoop, find_latest_checkpoint
 from torch import nn
 
-from ailurus_mm.apis.checkpoint import (CheckpointMismatchError,
-                                        NotRunnerCheckpointError,
-                                        check_runner_checkpoint,
-                                        check_state_dict,
-                                        checkpoint_config_text,
-                                        checkpoint_state_dict,
-                                        describe_read_error)
+from ailurus_mm.checkpoint import (CheckpointMismatchError,
+                                   NotRunnerCheckpointError,
+                                   check_runner_checkpoint, check_state_dict,
+                                   checkpoint_config_text,
+                                   checkpoint_state_dict, describe_read_error)
 from ailurus_mm.compat import mmengine_checkpoint_globals
 from ailurus_mm.models import AiluRusViT
 from ailurus_mm.registry import HOOKS
-
-KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight', 'window',
-         'prop_attn')
 
 
 def find_ailurus_backbone(model: nn.Module) -> Optional[AiluRusViT]:
@@ -63,8 +58,9 @@ def find_ailurus_backbone(model: nn.Module) -> Optional[AiluRusViT]:
 
 
 def ailurus_settings(backbone: AiluRusViT) -> str:
-    """``cluster_layer=1, num_clusters=0.65, ...`` of a backbone."""
-    return ', '.join(f'{name}={getattr(backbone, name)!r}' for name in KNOBS)
+    """``cluster_layer=1, num_clusters=0.25, ...``: every knob of a
+    backbone."""
+    return backbone.clustering.describe()
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -75,9 +71,17 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return model
 
 
+# mmengine 0.10's Runner has no public accessor for three things the hook
+# needs, so it reads them from the Runner's attributes:
+# - ``_load_from`` and ``_resume``: what ``load_or_resume`` will read
+#   (``runner.cfg`` holds them only for a Runner built by ``from_cfg``);
+# - ``_train_loop``: whether this run trains. The public ``train_loop``
+#   property would build the loop (and raises without ``train_cfg``);
+#   ``Runner.train`` builds it before ``before_run``, ``Runner.test`` and
+#   ``Runner.val`` never do.
+
+
 def _is_training(runner) -> bool:
-    # ``Runner.train`` builds its loop before ``before_run``; ``Runner.test``
-    # and ``Runner.val`` leave ``train_cfg`` unbuilt.
     return isinstance(runner._train_loop, BaseLoop)
 
 
@@ -118,9 +122,12 @@ class StrictLoadHook(Hook):
             raise FileNotFoundError(
                 f'checkpoint {load_from} to resume from does not exist')
         if not getattr(runner.load_checkpoint, '_strict_load_hook', False):
-            # This runner only: read through the hook, so that a file that
-            # cannot be read is named, and Runner checkpoints are allowed
-            # for that read only.
+            # This runner only: read through the hook. mmengine has no hook
+            # before a checkpoint is read (``after_load_checkpoint`` comes
+            # after torch.load), and ``Runner.resume`` reads through
+            # ``Runner.load_checkpoint`` too; wrapping that one method is
+            # the only way to name a file that cannot be read and to allow
+            # the types of Runner checkpoints for that read only.
             runner.load_checkpoint = self._wrap(runner.load_checkpoint)
 
     @staticmethod
@@ -168,7 +175,7 @@ class StrictLoadHook(Hook):
             check_runner_checkpoint(checkpoint, source)
         # Before mmengine loads it non-strictly.
         check_state_dict(
-            model, checkpoint_state_dict(checkpoint), source=source)
+            model, checkpoint_state_dict(checkpoint, source), source=source)
         print_log(f'{source} fits the model strictly', logger='current')
         backbone = find_ailurus_backbone(model)
         if backbone is None or _is_training(runner):

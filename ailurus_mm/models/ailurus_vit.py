@@ -1,7 +1,5 @@
 """``AiluRusViT``: mmseg's VisionTransformer with token clustering."""
-import math
-import numbers
-from typing import List, Optional, Union
+from typing import Any, List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -10,41 +8,14 @@ from mmseg.registry import MODELS
 from torch import Tensor
 from torch.profiler import record_function
 
-from ailurus_mm.ops import (REDUCERS, ClusterAssignment, cluster_tokens,
-                            merge_tokens, recover_tokens,
-                            resolve_num_clusters)
+from ailurus_mm.ops import (ClusterAssignment, ClusterConfig,
+                            cluster_positions, cluster_with_config,
+                            compose_assignments, merge_tokens,
+                            recover_tokens, resolve_num_clusters)
 from ailurus_mm.ops.attention import size_bias
 from .attention import KeyBiasEncoderLayer, enable_key_bias
 from .outputs import AiluRusOutputs
 from .token_recover import tokens_to_map
-
-
-def _check_int(name: str, value, low: int, high: Optional[int] = None,
-               meaning: str = '') -> None:
-    allowed = f'[{low}, {high}]' if high is not None else f'>= {low}'
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) \
-            or value < low or (high is not None and value > high):
-        raise ValueError(f'{name} must be an int {allowed}{meaning}, '
-                         f'got {value!r}')
-
-
-# Knob defaults, for telling which knobs a reducer was given.
-_KNOB_DEFAULTS = dict(k=5, spatial_weight=1.0, window=None,
-                      anchor_threshold=None)
-
-
-def _check_reducer(reducer, **knobs) -> None:
-    if not isinstance(reducer, str) or reducer not in REDUCERS:
-        raise ValueError(f'reducer must be one of {tuple(REDUCERS)}, got '
-                         f'{reducer!r}')
-    for name, value in knobs.items():
-        if name not in REDUCERS[reducer] and value != _KNOB_DEFAULTS[name]:
-            users = tuple(r for r, taken in REDUCERS.items() if name in taken)
-            raise ValueError(
-                f'{name}={value!r} is not used by reducer={reducer!r} (it '
-                f'takes: {", ".join(REDUCERS[reducer]) or "no knobs"}); '
-                f'{name} applies to the reducers {users}. Leave it at its '
-                f'default ({_KNOB_DEFAULTS[name]!r}).')
 
 
 @MODELS.register_module()
@@ -52,164 +23,50 @@ class AiluRusViT(VisionTransformer):
     """Vision Transformer that clusters and merges tokens after one layer.
 
     After layer ``cluster_layer`` the patch tokens are grouped by a
-    spatial-aware density-peak clustering and every cluster is merged into one
-    token; later layers run on the short sequence (plus the cls token, which
-    is never merged). Outputs after ``cluster_layer`` are returned merged, in
-    an :class:`AiluRusOutputs`; the ``TokenRecover`` neck restores them to the
-    full grid, so decode heads receive exactly what ``VisionTransformer``
-    returns. Parameters are those of ``VisionTransformer`` (same names), so
-    mmseg checkpoints load strictly. ``docs/method.md`` describes the method
-    step by step and what each knob controls.
+    spatial-aware density-peak clustering (or another reducer) and every
+    cluster is merged into one token; later layers run on the short
+    sequence (plus the cls token, which is never merged). Outputs after
+    ``cluster_layer`` are returned merged, in an :class:`AiluRusOutputs`;
+    the ``TokenRecover`` neck restores them to the full grid, so decode heads
+    receive exactly what ``VisionTransformer`` returns. Parameters are those
+    of ``VisionTransformer`` (same names), so mmseg checkpoints load
+    strictly. ``docs/method.md`` describes the method step by step.
 
     Args:
-        cluster_layer: 0-based index of the layer whose output is clustered,
-            as in ``out_indices`` (the paper's "after the 2nd layer" is 1).
-            Must be in ``[0, num_layers - 2]``.
-        num_clusters: Tokens kept: an int count ``>= 1`` or a float fraction
-            of the patch tokens in ``(0, 1]``. ``>= N`` (or 1.0) gives exactly
-            the vanilla model.
-        k: Neighbours of the kNN density, ``>= 1`` (at most ``N - 1`` used).
-        spatial_weight: Weight ``lambda >= 0`` of the spatial term of the
-            distance; 0 gives plain DPC-kNN.
-        window: ``None`` (global) or a radius ``>= 1``: density and distance
-            indicator only look at a ``(2w + 1)^2`` neighbourhood (faster for
-            long sequences, an approximation). Any value is accepted; at run
-            time the radius is clipped to the token grid, and a window with
-            as many candidates as the whole grid runs the global form, so it
-            never costs more than ``None`` (see :func:`cluster_tokens`).
-        prop_attn: Add ``log(cluster size)`` of the key token to the attention
-            logits of the layers after clustering.
-        reducer: How tokens are grouped: ``'dpc_knn'`` (AiluRus's
-            spatial-aware density-peak clustering), or one of the field's
-            other reducers for comparison at equal token counts:
-            ``'farthest'``, ``'kmeans'``, ``'tome'``, ``'random'``,
-            ``'grid'`` (see :mod:`ailurus_mm.ops.reducers`). ``k``,
-            ``spatial_weight`` and ``window`` must keep their defaults for a
-            reducer that does not use them.
-        recover_detail: Recovery keeps per-token detail: every position
-            gets its cluster's output plus its own deviation from the
-            cluster mean at clustering time (beyond the paper; off gives
-            the paper's recovery).
-        anchor_threshold: ``None`` (the paper: ``num_clusters`` anchors in
-            every image) or a finite number: a per-image cluster count set
-            by content (beyond the paper). An image's anchors are its tokens
-            whose DPC decision score ``rho * delta / s`` is above it, at
-            least 1 and at most ``num_clusters``; in a batch, images with
-            fewer get empty padding clusters whose keys are masked in
-            attention. Calibrate it to a mean keep ratio with
-            ``ailurus_mm.ops.calibrate_anchor_threshold``. ``dpc_knn`` with
-            ``window=None`` only.
-        **kwargs: Every argument of mmseg's ``VisionTransformer``.
+        **kwargs: The AiluRus knobs, the fields of
+            :class:`~ailurus_mm.ops.ClusterConfig` (``cluster_layer``,
+            ``num_clusters``, ``k``, ``spatial_weight``, ``window``,
+            ``prop_attn``, ``reducer``, ``recover_detail``,
+            ``anchor_threshold``, ``second_stage``; unset ones take its
+            defaults), and every argument of mmseg's ``VisionTransformer``.
+            The knobs are validated before the network is built.
+
+    Attributes:
+        clustering: The :class:`~ailurus_mm.ops.ClusterConfig` in use; set
+            it with :meth:`configure`.
     """
 
-    def __init__(self,
-                 cluster_layer: int = 1,
-                 num_clusters: Union[int, float] = 0.25,
-                 k: int = 5,
-                 spatial_weight: float = 1.0,
-                 window: Optional[int] = None,
-                 prop_attn: bool = True,
-                 reducer: str = 'dpc_knn',
-                 recover_detail: bool = False,
-                 anchor_threshold: Optional[float] = None,
-                 **kwargs) -> None:
+    def __init__(self, **kwargs: Any) -> None:
+        knobs = {name: kwargs.pop(name) for name in ClusterConfig.names()
+                 if name in kwargs}
+        clustering = ClusterConfig(**knobs)
         super().__init__(**kwargs)
-        self.configure_clustering(
-            cluster_layer=cluster_layer,
-            num_clusters=num_clusters,
-            k=k,
-            spatial_weight=spatial_weight,
-            window=window,
-            prop_attn=prop_attn,
-            reducer=reducer,
-            recover_detail=recover_detail,
-            anchor_threshold=anchor_threshold)
+        self.configure(clustering)
 
-    @staticmethod
-    def check_knobs(num_layers: int, out_indices, cluster_layer: int,
-                    num_clusters: Union[int, float], k: int,
-                    spatial_weight: float, window: Optional[int],
-                    prop_attn: bool, reducer: str = 'dpc_knn',
-                    recover_detail: bool = False,
-                    anchor_threshold: Optional[float] = None) -> List[int]:
-        """Validate the knobs for a ViT of ``num_layers`` layers.
-
-        The one validation of the knobs: the constructor,
-        ``ailurus_mm.apply`` and ``ailurus_mm.to_ailurus_config`` use it.
-
-        Returns:
-            ``out_indices`` with negative indices made positive.
-
-        Raises:
-            ValueError: Naming the argument, the value and what is allowed.
-        """
-        _check_int('cluster_layer', cluster_layer, 0, num_layers - 2,
-                   f' (0-based index of the layer whose output is clustered; '
-                   f'the model has num_layers={num_layers} and the last '
-                   f'layer cannot be clustered)')
-        resolve_num_clusters(num_clusters, 1)  # type and range check
-        _check_int('k', k, 1, meaning=' (neighbours of the kNN density)')
-        if isinstance(spatial_weight, bool) or not isinstance(
-                spatial_weight, numbers.Real) or not math.isfinite(
-                    spatial_weight) or spatial_weight < 0:
-            raise ValueError('spatial_weight must be a finite number >= 0 '
-                             f'(0 = plain DPC-kNN), got {spatial_weight!r}')
-        if window is not None:
-            _check_int('window', window, 1, meaning=' or None (radius of '
-                       'the density window in tokens)')
-        if not isinstance(prop_attn, bool):
-            raise ValueError(f'prop_attn must be True or False, '
-                             f'got {prop_attn!r}')
-        if anchor_threshold is not None and (
-                isinstance(anchor_threshold, bool)
-                or not isinstance(anchor_threshold, numbers.Real)
-                or not math.isfinite(anchor_threshold)):
-            raise ValueError('anchor_threshold must be None or a finite '
-                             'number (the DPC decision score above which a '
-                             f'token is an anchor), got {anchor_threshold!r}')
-        _check_reducer(reducer, k=k, spatial_weight=spatial_weight,
-                       window=window, anchor_threshold=anchor_threshold)
-        if anchor_threshold is not None and window is not None:
-            raise ValueError(
-                f'anchor_threshold={anchor_threshold!r} needs the global '
-                f'clustering: leave window at None (got window={window!r})')
-        if not isinstance(recover_detail, bool):
-            raise ValueError(f'recover_detail must be True or False, '
-                             f'got {recover_detail!r}')
-        if isinstance(out_indices, int):
-            out_indices = [out_indices]
-        bad = [i for i in out_indices if not -num_layers <= i < num_layers]
-        if bad:
-            raise ValueError(f'out_indices {bad} out of range for '
-                             f'num_layers={num_layers}')
-        return [i % num_layers for i in out_indices]
-
-    def configure_clustering(self, *, cluster_layer: int,
-                             num_clusters: Union[int, float], k: int,
-                             spatial_weight: float, window: Optional[int],
-                             prop_attn: bool, reducer: str = 'dpc_knn',
-                             recover_detail: bool = False,
-                             anchor_threshold: Optional[float] = None
-                             ) -> None:
-        """Validate (:meth:`check_knobs`) and set the knobs; nothing is
-        changed if one is invalid. Also called on a built mmseg
-        ``VisionTransformer`` by ``ailurus_mm.apply``."""
-        # Also runs on a VisionTransformer (before its class is switched).
-        self.out_indices = AiluRusViT.check_knobs(
-            len(self.layers), self.out_indices, cluster_layer, num_clusters,
-            k, spatial_weight, window, prop_attn, reducer, recover_detail,
-            anchor_threshold)
-        self.cluster_layer = cluster_layer
-        self.num_clusters = num_clusters
-        self.k = k
-        self.spatial_weight = float(spatial_weight)
-        self.window = window
-        self.prop_attn = prop_attn
-        self.reducer = reducer
-        self.recover_detail = recover_detail
-        self.anchor_threshold = None if anchor_threshold is None else float(
-            anchor_threshold)
+    def configure(self, clustering: ClusterConfig) -> None:
+        """Validate ``clustering`` for this network and use it; nothing is
+        changed if it does not fit (``cluster_layer`` or ``second_stage``
+        out of range). Also called on a built mmseg ``VisionTransformer``
+        by ``ailurus_mm.apply`` before its class is switched."""
+        if not isinstance(clustering, ClusterConfig):
+            raise TypeError('configure takes a ClusterConfig, got '
+                            f'{type(clustering).__name__}')
+        out_indices = clustering.check_layers(len(self.layers),
+                                              self.out_indices)
+        # Checks every layer before it changes any; nothing else can fail.
         enable_key_bias(self.layers, 'AiluRusViT.layers')
+        self.out_indices = out_indices
+        self.clustering = clustering
 
     def train(self, mode: bool = True) -> 'AiluRusViT':
         # mmseg's VisionTransformer.train returns None; nn.Module's returns
@@ -218,12 +75,7 @@ class AiluRusViT(VisionTransformer):
         return self
 
     def extra_repr(self) -> str:
-        return (f'cluster_layer={self.cluster_layer}, num_clusters='
-                f'{self.num_clusters}, k={self.k}, spatial_weight='
-                f'{self.spatial_weight}, window={self.window}, '
-                f'prop_attn={self.prop_attn}, reducer={self.reducer!r}, '
-                f'recover_detail={self.recover_detail}, '
-                f'anchor_threshold={self.anchor_threshold}')
+        return self.clustering.describe()
 
     def _output(self, x: Tensor, hw_shape, merged: bool):
         """One output entry, as ``VisionTransformer.forward`` builds it."""
@@ -231,38 +83,63 @@ class AiluRusViT(VisionTransformer):
         out = tokens if merged else tokens_to_map(tokens, hw_shape)
         return [out, x[:, 0]] if self.output_cls_token else out
 
+    def _patch_tokens(self, x: Tensor) -> Tensor:
+        return x[:, 1:] if self.with_cls_token else x
+
     def cluster(self, x: Tensor, hw_shape) -> Optional[ClusterAssignment]:
-        """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``).
+        """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``, on the
+        grid) with :attr:`clustering`.
 
         Returns ``None`` when nothing would be merged (``M >= N`` without
         ``anchor_threshold``).
         """
-        tokens = x[:, 1:] if self.with_cls_token else x
+        tokens = self._patch_tokens(x)
         num_tokens = int(tokens.shape[1])
-        if self.anchor_threshold is None and resolve_num_clusters(
-                self.num_clusters, num_tokens) >= num_tokens:
+        num_anchors = resolve_num_clusters(self.clustering.num_clusters,
+                                           num_tokens)
+        if self.clustering.anchor_threshold is None and \
+                num_anchors >= num_tokens:
             return None
-        return cluster_tokens(
-            tokens.detach(),
-            hw_shape,
-            self.num_clusters,
-            k=self.k,
-            spatial_weight=self.spatial_weight,
-            window=self.window,
-            reducer=self.reducer,
-            anchor_threshold=self.anchor_threshold)
+        return cluster_with_config(tokens.detach(), hw_shape,
+                                   self.clustering, num_anchors)
 
-    def merge(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
-        """Merge the patch tokens of ``x``; the cls token stays in front."""
+    def recluster(self, x: Tensor, first: ClusterAssignment,
+                  num_clusters) -> Optional[Tuple[ClusterAssignment,
+                                                  ClusterAssignment]]:
+        """The ``second_stage``: cluster the merged tokens of ``x`` again,
+        down to ``num_clusters`` (of the original grid tokens), by their
+        features and centroid positions; sizes are summed.
+
+        Returns:
+            ``(composed, step)``: the assignment of the grid tokens, and
+            that of the merged tokens of ``x``; ``None`` if they are
+            already at most that many.
+        """
+        num_grid = first.index.shape[1]
+        num_anchors = resolve_num_clusters(num_clusters, num_grid)
+        if num_anchors >= first.num_clusters:
+            return None
+        second = cluster_with_config(
+            self._patch_tokens(x).detach(), first.hw_shape, self.clustering,
+            num_anchors, token_sizes=first.sizes,
+            positions=cluster_positions(first))
+        return compose_assignments(first, second), second
+
+    def merge(self, x: Tensor, assignment: ClusterAssignment,
+              token_sizes: Optional[Tensor] = None) -> Tensor:
+        """Merge the patch tokens of ``x`` (weighted by ``token_sizes``);
+        the cls token stays in front."""
         if not self.with_cls_token:
-            return merge_tokens(x, assignment.index, assignment.sizes)
-        merged = merge_tokens(x[:, 1:], assignment.index, assignment.sizes)
+            return merge_tokens(x, assignment.index, assignment.sizes,
+                                token_sizes)
+        merged = merge_tokens(x[:, 1:], assignment.index, assignment.sizes,
+                              token_sizes)
         return torch.cat([x[:, :1], merged], dim=1)
 
     def _detail(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
         """Deviation ``[B, N, C]`` of every patch token from its cluster's
         mean (what the paper's recovery loses)."""
-        tokens = x[:, 1:] if self.with_cls_token else x
+        tokens = self._patch_tokens(x)
         means = merge_tokens(tokens, assignment.index, assignment.sizes)
         return tokens - recover_tokens(means, assignment.index)
 
@@ -273,11 +150,11 @@ class AiluRusViT(VisionTransformer):
         with ``prop_attn`` (0 for the cls token), and ``-inf`` on padding
         clusters (size 0, only with ``anchor_threshold``) either way;
         ``None`` if neither applies (no host-device sync either way)."""
-        if self.prop_attn:
+        if self.clustering.prop_attn:
             # log(0) = -inf masks the padding.
             return size_bias(assignment.sizes, int(self.with_cls_token),
                              dtype=x.dtype)
-        if self.anchor_threshold is None:
+        if self.clustering.anchor_threshold is None:
             return None
         bias = torch.zeros(assignment.sizes.shape, dtype=x.dtype,
                            device=x.device)
@@ -314,27 +191,40 @@ class AiluRusViT(VisionTransformer):
             x = self.pre_ln(x)
 
         features: List = []
-        merged: List[bool] = []
+        stage_of: List[int] = []  # 0: not merged; s: after stage s
+        assignments: List[ClusterAssignment] = []
         if self.out_origin:
             features.append(self._output(x, hw_shape, merged=False))
-            merged.append(False)
+            stage_of.append(0)
 
-        assignment, attn_bias, detail = None, None, None
+        clustering = self.clustering
+        second = clustering.second_stage
+        attn_bias, detail = None, None
         for i, layer in enumerate(self.layers):
             x = self._run_layer(layer, x, attn_bias)
             if i == len(self.layers) - 1 and self.final_norm:
                 x = self.norm1(x)
             if i in self.out_indices:
-                is_merged = assignment is not None
-                features.append(self._output(x, hw_shape, is_merged))
-                merged.append(is_merged)
-            if i == self.cluster_layer:
+                stage = len(assignments)
+                features.append(self._output(x, hw_shape, stage > 0))
+                stage_of.append(stage)
+            if i == clustering.cluster_layer:
                 # Labelled for torch.profiler traces of user models.
                 with record_function('ailurus::cluster_merge'):
                     assignment = self.cluster(x, hw_shape)
                     if assignment is not None:
-                        if self.recover_detail:
+                        if clustering.recover_detail:
                             detail = self._detail(x, assignment)
                         x = self.merge(x, assignment)
                         attn_bias = self._attn_bias(assignment, x)
-        return AiluRusOutputs(features, merged, assignment, hw_shape, detail)
+                        assignments.append(assignment)
+            elif second is not None and i == second[0] and assignments:
+                with record_function('ailurus::cluster_merge'):
+                    result = self.recluster(x, assignments[-1], second[1])
+                    if result is not None:
+                        composed, step = result
+                        x = self.merge(x, step, assignments[-1].sizes)
+                        attn_bias = self._attn_bias(composed, x)
+                        assignments.append(composed)
+        return AiluRusOutputs(features, stage_of, assignments, hw_shape,
+                              detail)

@@ -103,19 +103,14 @@ def _check_layer(layer: nn.Module, where: str) -> None:
                          'projections and no bias_k/add_zero_attn')
 
 
-def enable_key_bias(layers: Iterable[nn.Module], where: str = 'layer'
-                    ) -> None:
-    """Let ``layers`` take ``key_bias`` (class swap, in place; idempotent).
-
-    Args:
-        layers: mmseg ``TransformerEncoderLayer`` modules (exactly that
-            class or :class:`KeyBiasEncoderLayer`).
-        where: Named in errors (e.g. ``'AiluRusViT.layers'``).
+def check_key_bias(layers: Iterable[nn.Module], where: str = 'layer'
+                   ) -> None:
+    """Raise unless :func:`enable_key_bias` can prepare ``layers`` (it
+    changes nothing).
 
     Raises:
         TypeError, ValueError: A layer of another kind, naming it.
     """
-    layers = list(layers)
     for layer in layers:
         _check_layer(layer, where)
         for module, allowed in ((layer, (TransformerEncoderLayer,
@@ -127,6 +122,23 @@ def enable_key_bias(layers: Iterable[nn.Module], where: str = 'layer'
                     f'{where}: cannot add a per-key attention bias to '
                     f'{type(module).__name__}, a subclass of '
                     f'{allowed[0].__name__} with its own forward')
+
+
+def enable_key_bias(layers: Iterable[nn.Module], where: str = 'layer'
+                    ) -> None:
+    """Let ``layers`` take ``key_bias`` (class swap, in place; idempotent).
+    Every layer is checked (:func:`check_key_bias`) before any is changed.
+
+    Args:
+        layers: mmseg ``TransformerEncoderLayer`` modules (exactly that
+            class or :class:`KeyBiasEncoderLayer`).
+        where: Named in errors (e.g. ``'AiluRusViT.layers'``).
+
+    Raises:
+        TypeError, ValueError: A layer of another kind, naming it.
+    """
+    layers = list(layers)
+    check_key_bias(layers, where)
     for layer in layers:
         layer.__class__ = KeyBiasEncoderLayer
         layer.attn.__class__ = KeyBiasMultiheadAttention

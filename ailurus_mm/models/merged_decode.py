@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from ailurus_mm.ops import ClusterAssignment
 from ailurus_mm.ops.attention import size_bias
-from .attention import enable_key_bias
+from .attention import check_key_bias, enable_key_bias
 
 SUPPORTED_HEADS = ('SegmenterMaskTransformerHead',
                    'FCNHead with num_convs=0 (the linear head)')
@@ -49,8 +49,8 @@ def merged_decode_unsupported(head: nn.Module) -> str:
 
 
 def check_merged_decode_head(head: nn.Module) -> None:
-    """Raise if ``head`` has no exact merged decoding; otherwise prepare
-    its attention layers for a per-key bias (in place).
+    """Raise if ``head`` has no exact merged decoding (changes nothing;
+    :func:`prepare_merged_decode_head` then prepares it).
 
     Raises:
         ValueError: naming the head and the supported ones.
@@ -61,6 +61,14 @@ def check_merged_decode_head(head: nn.Module) -> None:
             f'merged_decode=True: decode head {reason} cannot decode merged '
             f'tokens; supported: {", ".join(SUPPORTED_HEADS)}. Other heads '
             'keep the TokenRecover path (merged_decode=False)')
+    if isinstance(head, SegmenterMaskTransformerHead):
+        check_key_bias(head.layers, f'{type(head).__name__}.layers')
+
+
+def prepare_merged_decode_head(head: nn.Module) -> None:
+    """Check ``head`` (:func:`check_merged_decode_head`) and let its
+    attention layers take a per-key bias (in place)."""
+    check_merged_decode_head(head)
     if isinstance(head, SegmenterMaskTransformerHead):
         enable_key_bias(head.layers, f'{type(head).__name__}.layers')
 

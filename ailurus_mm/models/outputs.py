@@ -32,29 +32,48 @@ class AiluRusOutputs:
             before ``cluster_layer`` are exactly what mmseg's
             ``VisionTransformer`` returns; later ones hold merged tokens
             ``[B, M, C]`` instead of a map.
-        merged: For every entry, whether it holds merged tokens.
-        assignment: The clustering, or ``None`` if nothing was merged.
+        stages: For every entry, 0 if it is not merged, else the clustering
+            stage it was taken after (1, or 2 after a ``second_stage``).
+        assignments: The assignment of the grid tokens after each stage
+            (``assignments[s - 1]`` restores an entry of stage ``s``).
         hw_shape: The patch grid ``(H, W)``.
         detail: Optional ``[B, N, C]`` deviation of every patch token from
             its cluster's mean at clustering time; ``TokenRecover`` adds it
             back (``AiluRusViT(recover_detail=True)``).
     """
 
-    __slots__ = ('features', 'merged', 'assignment', 'hw_shape', 'detail')
+    __slots__ = ('features', 'stages', 'assignments', 'hw_shape', 'detail')
 
-    def __init__(self, features: Sequence[Feature], merged: Sequence[bool],
-                 assignment: Optional[ClusterAssignment],
+    def __init__(self, features: Sequence[Feature], stages: Sequence[int],
+                 assignments: Sequence[ClusterAssignment],
                  hw_shape: Tuple[int, int],
                  detail: Optional[Tensor] = None) -> None:
-        if len(features) != len(merged):
-            raise ValueError('features and merged must have the same length')
-        if any(merged) and assignment is None:
-            raise ValueError('merged features need an assignment')
+        if len(features) != len(stages):
+            raise ValueError('features and stages must have the same length')
+        if any(not 0 <= s <= len(assignments) for s in stages):
+            raise ValueError(f'stages {list(stages)} refer to '
+                             f'{len(assignments)} assignment(s)')
         self.features = tuple(features)
-        self.merged = tuple(merged)
-        self.assignment = assignment
+        self.stages = tuple(int(s) for s in stages)
+        self.assignments = tuple(assignments)
         self.hw_shape = tuple(hw_shape)
         self.detail = detail
+
+    @property
+    def merged(self) -> Tuple[bool, ...]:
+        """For every entry, whether it holds merged tokens."""
+        return tuple(s > 0 for s in self.stages)
+
+    @property
+    def assignment(self) -> Optional[ClusterAssignment]:
+        """The last assignment (``None`` if nothing was merged)."""
+        return self.assignments[-1] if self.assignments else None
+
+    def assignment_of(self, index: int) -> Optional[ClusterAssignment]:
+        """The assignment that restores entry ``index`` (``None`` if it is
+        not merged)."""
+        stage = self.stages[index]
+        return self.assignments[stage - 1] if stage else None
 
     def __getitem__(self, item):
         raise TypeError(_NEEDS_RECOVER)
@@ -66,8 +85,7 @@ class AiluRusOutputs:
         raise TypeError(_NEEDS_RECOVER)
 
     def __repr__(self) -> str:
-        num_clusters = None if self.assignment is None else \
-            self.assignment.num_clusters
+        counts = [a.num_clusters for a in self.assignments]
         return (f'{type(self).__name__}(num_features={len(self.features)}, '
-                f'merged={self.merged}, hw_shape={self.hw_shape}, '
-                f'num_clusters={num_clusters})')
+                f'stages={self.stages}, hw_shape={self.hw_shape}, '
+                f'num_clusters={counts})')

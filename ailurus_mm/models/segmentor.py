@@ -19,19 +19,30 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 
 from .ailurus_vit import AiluRusViT
-from .merged_decode import check_merged_decode_head, merged_head_forward
+from .merged_decode import (check_merged_decode_head, merged_head_forward,
+                            prepare_merged_decode_head)
 from .outputs import AiluRusOutputs
 from .token_recover import TokenRecover
 
 
-def check_merged_decode(model: EncoderDecoder) -> None:
+def check_merged_decode(model: EncoderDecoder,
+                        neck: Optional[nn.Module] = None,
+                        check_backbone: bool = True) -> None:
     """Raise unless ``model`` can decode merged tokens: an ``AiluRusViT``
-    backbone, a plain ``TokenRecover`` neck and a supported decode head
-    (whose attention layers are prepared in place)."""
-    if not isinstance(model.backbone, AiluRusViT):
+    backbone, a plain ``TokenRecover`` neck and a supported decode head.
+    Changes nothing.
+
+    Args:
+        model: The segmentor.
+        neck: Check this neck instead of the model's own, and
+        check_backbone: ``False`` to skip the backbone (what
+            ``ailurus_mm.apply`` checks before it installs them).
+    """
+    backbone = model.backbone
+    neck = getattr(model, 'neck', None) if neck is None else neck
+    if check_backbone and not isinstance(backbone, AiluRusViT):
         raise TypeError('merged_decode=True needs an AiluRusViT backbone, '
-                        f'got {type(model.backbone).__name__}')
-    neck = getattr(model, 'neck', None)
+                        f'got {type(backbone).__name__}')
     if not isinstance(neck, TokenRecover) or neck.with_neck:
         inner = f' wrapping {type(neck.neck).__name__}' if isinstance(
             neck, TokenRecover) and neck.with_neck else ''
@@ -66,6 +77,7 @@ class AiluRusEncoderDecoder(EncoderDecoder):
                              f'{merged_decode!r}')
         if merged_decode:
             check_merged_decode(self)
+            prepare_merged_decode_head(self.decode_head)
         self.merged_decode = merged_decode
 
     def _decode(self, outputs) -> Tuple[Tensor, Optional[tuple]]:
@@ -83,8 +95,8 @@ class AiluRusEncoderDecoder(EncoderDecoder):
                 and outputs.detail is None:
             feature = outputs.features[head.in_index]
             if outputs.merged[head.in_index] and isinstance(feature, Tensor):
-                return merged_head_forward(head, feature,
-                                           outputs.assignment), None
+                return merged_head_forward(
+                    head, feature, outputs.assignment_of(head.in_index)), None
         recovered = self.neck(outputs) if self.with_neck else outputs
         return head.forward(recovered), recovered
 
@@ -140,6 +152,7 @@ def enable_merged_decode(model: EncoderDecoder) -> AiluRusEncoderDecoder:
         raise TypeError('enable_merged_decode needs an EncoderDecoder or '
                         f'AiluRusEncoderDecoder, got {type(model).__name__}')
     check_merged_decode(model)
+    prepare_merged_decode_head(model.decode_head)
     model.__class__ = AiluRusEncoderDecoder
     model.merged_decode = True
     return model

@@ -6,7 +6,7 @@ from mmseg.registry import MODELS
 from torch import Tensor, nn
 from torch.profiler import record_function
 
-from ailurus_mm.ops import recover_tokens
+from ailurus_mm.ops import ClusterAssignment, recover_tokens
 from .outputs import AiluRusOutputs, Feature
 
 
@@ -81,8 +81,9 @@ class TokenRecover(BaseModule):
                             f'got {type(inputs).__name__}')
         with record_function('ailurus::recover'):
             return tuple(
-                self._recover(feature, inputs) if merged else feature
-                for feature, merged in zip(inputs.features, inputs.merged))
+                self._recover(feature, inputs.assignment_of(i), inputs)
+                if inputs.stages[i] else feature
+                for i, feature in enumerate(inputs.features))
 
     def forward(self, inputs: Union[AiluRusOutputs, tuple]):
         """Recover, then apply the inner neck if there is one."""
@@ -90,10 +91,11 @@ class TokenRecover(BaseModule):
         return self.neck(outputs) if self.neck is not None else outputs
 
     @staticmethod
-    def _recover(feature: Feature, inputs: AiluRusOutputs) -> Feature:
+    def _recover(feature: Feature, assignment: ClusterAssignment,
+                 inputs: AiluRusOutputs) -> Feature:
         with_cls = isinstance(feature, (list, tuple))
         tokens = feature[0] if with_cls else feature
-        full = recover_tokens(tokens, inputs.assignment.index)
+        full = recover_tokens(tokens, assignment.index)
         if inputs.detail is not None:
             full = full + inputs.detail.to(full.dtype)
         feature_map = tokens_to_map(full, inputs.hw_shape)

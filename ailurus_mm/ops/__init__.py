@@ -1,22 +1,29 @@
-"""The AiluRus algorithm as pure torch functions (no mm dependencies)."""
-from .clustering import (REDUCERS, ClusterAssignment, anchor_scores,
-                         cluster_tokens, resolve_num_clusters,
-                         calibrate_anchor_threshold)
+"""The AiluRus algorithm as pure torch functions (no mm dependencies).
+
+- :class:`ClusterConfig`: the knobs, their defaults and validation;
+- :data:`REDUCERS` / :func:`register_reducer`: the token reducers;
+- :func:`cluster_tokens` -> :class:`ClusterAssignment`, then
+  :func:`merge_tokens` and :func:`recover_tokens`;
+- :func:`anchor_scores` / :func:`calibrate_anchor_threshold`: a per-image
+  count by content at a chosen mean keep ratio.
+"""
+from .cluster_config import ClusterConfig, resolve_num_clusters
+from .clustering import (ClusterAssignment, anchor_scores,
+                         calibrate_anchor_threshold, cluster_positions,
+                         cluster_tokens, cluster_with_config,
+                         compose_assignments)
 from .density import (assign_to_anchors, decision_scores,
                       distance_indicator, knn_density, select_anchors,
                       select_anchors_above, spatial_aware_distance)
 from .merge import merge_tokens, recover_tokens
-from .reducers import (bipartite_clusters, farthest_point_anchors,
-                       grid_clusters, grid_layout, kmeans_clusters,
-                       random_anchors)
-from .window import assign_in_window, window_density_and_delta
+from .reducers import REDUCERS, Clusters, ReducerSpec, register_reducer
 
 __all__ = [
-    'REDUCERS', 'ClusterAssignment', 'cluster_tokens', 'resolve_num_clusters',
-    'spatial_aware_distance', 'knn_density', 'distance_indicator',
-    'select_anchors', 'assign_to_anchors', 'merge_tokens', 'recover_tokens',
-    'window_density_and_delta', 'assign_in_window', 'grid_layout',
-    'grid_clusters', 'kmeans_clusters', 'bipartite_clusters',
-    'random_anchors', 'farthest_point_anchors', 'decision_scores',
-    'select_anchors_above', 'anchor_scores', 'calibrate_anchor_threshold'
+    'ClusterConfig', 'resolve_num_clusters', 'REDUCERS', 'ReducerSpec',
+    'Clusters', 'register_reducer', 'ClusterAssignment', 'cluster_tokens',
+    'cluster_with_config', 'cluster_positions', 'compose_assignments',
+    'anchor_scores', 'calibrate_anchor_threshold', 'spatial_aware_distance',
+    'knn_density', 'distance_indicator', 'select_anchors',
+    'decision_scores', 'select_anchors_above', 'assign_to_anchors',
+    'merge_tokens', 'recover_tokens'
 ]

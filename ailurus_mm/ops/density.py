@@ -71,8 +71,11 @@ def grid_positions(hw_shape: Tuple[int, int],
     return grid.reshape(-1, 2)
 
 
-def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
-                           spatial_weight: float) -> Tuple[Tensor, Tensor]:
+def spatial_aware_distance(x: Tensor,
+                           hw_shape: Tuple[int, int],
+                           spatial_weight: float,
+                           positions: Optional[Tensor] = None
+                           ) -> Tuple[Tensor, Tensor]:
     """Step 1: spatial-aware distance between all token pairs.
 
     ``D(i, j) = |x_i - x_j| / sqrt(C) + spatial_weight * s * |p_i - p_j| /
@@ -80,10 +83,13 @@ def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
     :func:`median_distance`), so ``spatial_weight`` is scale-free.
 
     Args:
-        x: Patch tokens of shape ``[B, N, C]`` with ``N = H * W``.
-        hw_shape: The token grid ``(H, W)``.
+        x: Patch tokens of shape ``[B, N, C]``.
+        hw_shape: The token grid ``(H, W)`` of the image.
         spatial_weight: Weight of the spatial term (docs/method.md, step
             1), ``>= 0``.
+        positions: ``None`` if ``x`` is the row-major grid (``N = H * W``),
+            else the ``[B, N, 2]`` (row, column) positions of the tokens
+            (e.g. the centroids of merged tokens).
 
     Returns:
         ``(dist, scale)``: distances ``[B, N, N]`` (zero on the diagonal) and
@@ -95,8 +101,12 @@ def spatial_aware_distance(x: Tensor, hw_shape: Tuple[int, int],
     dist.diagonal(dim1=1, dim2=2).zero_()
     scale = median_distance(dist).clamp_min(torch.finfo(dist.dtype).eps)
     if spatial_weight > 0:
-        pos = grid_positions(hw_shape, x.device).to(dist.dtype)
-        pos_dist = torch.cdist(pos, pos).unsqueeze(0)
+        if positions is None:
+            pos = grid_positions(hw_shape, x.device).to(dist.dtype)
+            pos_dist = torch.cdist(pos, pos).unsqueeze(0)
+        else:
+            pos = positions.to(dist.dtype)
+            pos_dist = torch.cdist(pos, pos)
         dist.addcmul_(pos_dist, (spatial_weight * scale /
                                  max(hw_shape)).view(batch, 1, 1))
     return dist, scale
@@ -151,6 +161,31 @@ def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
     delta = dist.masked_fill(~denser, float('inf')).amin(dim=-1)
     is_peak = rank == 0
     return torch.where(is_peak, dist.amax(dim=-1), delta)
+
+
+def density_peaks(x: Tensor,
+                  hw_shape: Tuple[int, int],
+                  k: int,
+                  spatial_weight: float,
+                  positions: Optional[Tensor] = None
+                  ) -> Tuple[Tensor, Tensor, Tensor]:
+    """Steps 1-3 in the global form.
+
+    Args:
+        x: Tokens ``[B, N, C]``.
+        hw_shape: The token grid ``(H, W)``.
+        k: Neighbours of the density, ``1 <= k < N``.
+        spatial_weight: See :func:`spatial_aware_distance`.
+        positions: See :func:`spatial_aware_distance`.
+
+    Returns:
+        ``(rho, delta, scale)``: ``[B, N]``, ``[B, N]`` and ``[B]``; the
+        ``N x N`` distances are freed.
+    """
+    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight,
+                                         positions)
+    rho = knn_density(dist, k, scale)
+    return rho, distance_indicator(dist, rho), scale
 
 
 def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:

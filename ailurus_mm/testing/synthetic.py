@@ -160,3 +160,29 @@ def make_pascal_context(root: str,
         with open(osp.join(split_dir, split + '.txt'), 'w') as f:
             f.write(''.join(name + '\n' for name in splits[split]))
     return root
+
+
+def make_camvid(root: str,
+                num_train: int = 4,
+                num_val: int = 2,
+                size: Tuple[int, int] = (48, 64)) -> str:
+    """CamVid layout as :class:`~ailurus_mm.datasets.CamVidDataset` reads
+    it: ``images/{train,val}/*.jpg`` and ``annotations/{train,val}/*.png``
+    with the 11 classes as 0-10 and void as 255 (a band on the left edge,
+    as CamVid's unlabelled image borders). File names follow CamVid's
+    sequences (``0001TP_006690``).
+
+    Returns:
+        ``root``.
+    """
+    for split, count, offset in (('train', num_train, 4000),
+                                 ('val', num_val, 5000)):
+        for i in range(count):
+            image, label = synthetic_scene(*size, 11, seed=offset + i)
+            label[:, :max(1, size[1] // 16)] = 255
+            name = f'{("0001TP", "0016E5")[i % 2]}_{offset + 30 * i:06d}'
+            _write_pair(
+                osp.join(root, 'images', split, name + '.jpg'),
+                osp.join(root, 'annotations', split, name + '.png'), image,
+                label)
+    return root

@@ -32,11 +32,15 @@ import torch
 from mmengine.config import Config, ConfigDict
 from mmseg.registry import MODELS as MMSEG_MODELS
 
+from ailurus_mm.checkpoint import (check_state_dict, checkpoint_state_dict,
+                                   read_checkpoint)
+from ailurus_mm.convert import (ailurus_model_config, model_clustering,
+                                vanilla_model_config)
 from ailurus_mm.models import AiluRusViT
-from ailurus_mm.ops import ClusterAssignment, resolve_num_clusters
+from ailurus_mm.ops import (ClusterAssignment, compose_assignments,
+                            resolve_num_clusters)
+from .models import build_model, scope_of
 
-AILURUS_KNOBS = ('cluster_layer', 'num_clusters', 'k', 'spatial_weight',
-                 'window', 'prop_attn')
 VARIANTS = ('vanilla', 'nothing_merged', 'ideal', 'ideal_merged', 'ailurus',
             'ailurus_merged', 'ailurus_prop_attn')
 DEFAULT_VARIANTS = VARIANTS[:-1]
@@ -53,28 +57,46 @@ DESCRIPTIONS = {
 }
 
 
+def _slice_assignment(num_tokens: int, num_kept: int, batch: int,
+                      hw_shape, device) -> ClusterAssignment:
+    """Keep the first ``num_kept`` tokens; token ``p`` is restored from
+    ``p mod num_kept``."""
+    positions = torch.arange(num_tokens, device=device)
+    index = (positions % num_kept).expand(batch, -1)
+    sizes = torch.bincount(positions % num_kept).float()
+    return ClusterAssignment(index, sizes.expand(batch, -1),
+                             positions[:num_kept].expand(batch, -1),
+                             tuple(hw_shape))
+
+
 class IdealReducerViT(AiluRusViT):
     """Zero-cost token reduction, for benchmarks only (not registered).
 
-    Keeps the first ``M`` patch tokens after ``cluster_layer`` (a slice) and
-    restores the grid by copying them back (``index = p mod M``), so its time
-    is what the vanilla layers cost on ``M`` tokens, with no clustering.
+    Keeps the first ``M`` patch tokens after ``cluster_layer`` (and the
+    first ``M2`` after a ``second_stage``) by a slice, and restores the grid
+    by copying them back (``index = p mod M``), so its time is what the
+    vanilla layers cost on those tokens, with no clustering.
     """
 
     def cluster(self, x, hw_shape) -> Optional[ClusterAssignment]:
-        tokens = x[:, 1:] if self.with_cls_token else x
+        tokens = self._patch_tokens(x)
         batch, num_tokens, _ = tokens.shape
-        num_kept = resolve_num_clusters(self.num_clusters, num_tokens)
+        num_kept = resolve_num_clusters(self.clustering.num_clusters,
+                                        num_tokens)
         if num_kept >= num_tokens:
             return None
-        positions = torch.arange(num_tokens, device=x.device)
-        index = (positions % num_kept).expand(batch, -1)
-        sizes = torch.bincount(positions % num_kept).to(x.dtype)
-        return ClusterAssignment(index, sizes.expand(batch, -1),
-                                 positions[:num_kept].expand(batch, -1),
-                                 tuple(hw_shape))
+        return _slice_assignment(num_tokens, num_kept, batch, hw_shape,
+                                 x.device)
 
-    def merge(self, x, assignment):
+    def recluster(self, x, first: ClusterAssignment, num_clusters):
+        num_kept = resolve_num_clusters(num_clusters, first.index.shape[1])
+        if num_kept >= first.num_clusters:
+            return None
+        step = _slice_assignment(first.num_clusters, num_kept, x.shape[0],
+                                 first.hw_shape, x.device)
+        return compose_assignments(first, step), step
+
+    def merge(self, x, assignment, token_sizes=None):
         extra = 1 if self.with_cls_token else 0
         return x[:, :extra + assignment.num_clusters]
 
@@ -89,34 +111,9 @@ def make_ideal(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
-def _scoped(type_name: str, new_name: str) -> str:
-    """``'mmseg.AiluRusViT'`` -> ``'mmseg.<new_name>'``."""
-    scope, _, _ = type_name.rpartition('.')
-    return f'{scope}.{new_name}' if scope else new_name
-
-
 def _is_token_recover(neck) -> bool:
     return isinstance(neck, dict) and str(neck.get('type', '')).endswith(
         'TokenRecover')
-
-
-def _without_token_recover(neck):
-    """The neck config with ``TokenRecover`` taken out."""
-    if _is_token_recover(neck):
-        inner = neck.get('neck')
-        return copy.deepcopy(inner) if inner is not None else None
-    if isinstance(neck, (list, tuple)):
-        rest = [n for n in neck if not _is_token_recover(n)]
-        return None if not rest else rest[0] if len(rest) == 1 else rest
-    return neck
-
-
-def ailurus_backbone_cfg(model_cfg: ConfigDict) -> ConfigDict:
-    backbone = model_cfg['backbone']
-    if not str(backbone.get('type', '')).endswith('AiluRusViT'):
-        raise ValueError('the config\'s model.backbone.type must be '
-                         f'AiluRusViT, got {backbone.get("type")!r}')
-    return backbone
 
 
 def _is_segmentor(model_cfg: ConfigDict) -> bool:
@@ -152,68 +149,39 @@ def config_variant(model_cfg: ConfigDict) -> str:
     return 'ailurus_merged' if model_cfg.get('merged_decode') else 'ailurus'
 
 
-def _with_decoding(model_cfg: ConfigDict, merged: bool) -> ConfigDict:
-    cfg = copy.deepcopy(model_cfg)
-    if merged:
-        cfg['type'] = _scoped(cfg['type'], 'AiluRusEncoderDecoder')
-        cfg['merged_decode'] = True
-    elif 'merged_decode' in cfg:
-        cfg['merged_decode'] = False
-    return cfg
-
-
 def variant_model_cfgs(model_cfg: ConfigDict,
                        names: Sequence[str] = DEFAULT_VARIANTS
                        ) -> Dict[str, ConfigDict]:
     """Model configs of the variants (see the module docstring) of an
-    AiluRus model config. The ``ideal*`` ones are their AiluRus twins':
-    :func:`build_variants` swaps the backbone."""
-    backbone = ailurus_backbone_cfg(model_cfg)
+    AiluRus model config, by the plugin's own conversions
+    (:func:`ailurus_mm.convert.vanilla_model_config` and
+    :func:`~ailurus_mm.convert.ailurus_model_config`): every knob of the
+    model is carried, whatever it is. The ``ideal*`` ones are their
+    AiluRus twins': :func:`build_variants` swaps the backbone."""
     unknown = [name for name in names if name not in VARIANTS]
     if unknown:
         raise ValueError(f'unknown variants {unknown}; choose from '
                          f'{list(VARIANTS)}')
+    if not str(model_cfg['backbone'].get('type', '')).endswith(
+            'AiluRusViT'):
+        raise ValueError('the config\'s model.backbone.type must be '
+                         f'AiluRusViT, got {model_cfg.backbone.get("type")!r}')
+    clustering = model_clustering(model_cfg)
+    vanilla = vanilla_model_config(model_cfg)
+    changes = dict(nothing_merged=dict(num_clusters=1.0,
+                                       anchor_threshold=None,
+                                       second_stage=None),
+                   ailurus_prop_attn=dict(prop_attn=True))
     cfgs = {}
     for name in names:
-        merged = name in MERGED_DECODING
-        cfg = _with_decoding(model_cfg, merged)
         if name == 'vanilla':
-            for knob in AILURUS_KNOBS:
-                cfg['backbone'].pop(knob, None)
-            cfg['backbone']['type'] = _scoped(backbone['type'],
-                                              'VisionTransformer')
-            if str(cfg.get('type', '')).endswith('AiluRusEncoderDecoder'):
-                cfg['type'] = _scoped(cfg['type'], 'EncoderDecoder')
-                cfg.pop('merged_decode', None)
-            neck = _without_token_recover(model_cfg.get('neck'))
-            if neck is None:
-                cfg.pop('neck', None)
-            else:
-                cfg['neck'] = neck
-        elif name == 'nothing_merged':
-            cfg['backbone']['num_clusters'] = 1.0
-        elif name == 'ailurus_prop_attn':
-            cfg['backbone']['prop_attn'] = True
-        cfgs[name] = cfg
+            cfgs[name] = vanilla
+            continue
+        knobs = clustering.replace(**changes.get(name, {}))
+        cfgs[name] = ailurus_model_config(
+            vanilla, merged_decode=name in MERGED_DECODING,
+            **knobs.to_dict())
     return cfgs
-
-
-def build_model(model_cfg: ConfigDict, cfg: Config):
-    """Build a model in the config's default scope (mmseg or mmdet)."""
-    from mmengine.registry import init_default_scope
-
-    scope = cfg.get('default_scope', 'mmseg')
-    init_default_scope(scope)
-    if scope == 'mmdet':
-        from mmdet.registry import MODELS
-    else:
-        MODELS = MMSEG_MODELS
-    model_cfg = copy.deepcopy(model_cfg)
-    model_cfg.pop('pretrained', None)
-    if 'backbone' in model_cfg:
-        model_cfg['backbone'].pop('init_cfg', None)
-        model_cfg['backbone'].pop('pretrained', None)
-    return MODELS.build(model_cfg)
 
 
 def build_variants(cfg: Config,
@@ -236,15 +204,13 @@ def build_variants(cfg: Config,
     Returns:
         ``{name: model}`` in the order of ``names``.
     """
-    from ailurus_mm.apis.checkpoint import (check_state_dict,
-                                            checkpoint_state_dict,
-                                            load_checkpoint_file)
-
     cfgs = variant_model_cfgs(cfg.model, ('vanilla', *names))
+    scope = scope_of(cfg)
     torch.manual_seed(0)
-    vanilla = build_model(cfgs['vanilla'], cfg).to(device)
+    vanilla = build_model(cfgs['vanilla'], scope).to(device)
     if checkpoint is not None:
-        state_dict = checkpoint_state_dict(load_checkpoint_file(checkpoint))
+        state_dict = checkpoint_state_dict(read_checkpoint(checkpoint),
+                                           checkpoint)
         check_state_dict(vanilla, state_dict, source=checkpoint)
         vanilla.load_state_dict(state_dict, strict=True)
     else:
@@ -255,7 +221,7 @@ def build_variants(cfg: Config,
         if name == 'vanilla':
             model = vanilla
         else:
-            model = build_model(cfgs[name], cfg)
+            model = build_model(cfgs[name], scope)
             model.load_state_dict(state_dict, strict=True, assign=True)
             if name.startswith('ideal'):
                 make_ideal(model)

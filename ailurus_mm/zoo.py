@@ -1,4 +1,5 @@
-"""Finding and loading configs: the one place the tools and the API do it.
+"""The config zoo: finding and loading our configs (the one place the tools
+and the API do it), and switching the strict-loading hook on.
 
 The configs ship inside the package as ``ailurus_mm/.mim/configs`` (as
 OpenMMLab packages ship theirs; ``setup.py`` copies them there when the
@@ -14,7 +15,7 @@ from typing import Optional
 
 from mmengine.config import Config
 
-PACKAGE_DIR = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 # The hook every AiluRus config switches on (see ailurus_mm.engine.hooks).
 STRICT_LOAD_HOOK = 'ailurus_mm.StrictLoadHook'
 

@@ -22,8 +22,6 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import nn
 
-# allow_mmengine_checkpoints: re-exported for the analysis tools
-from ailurus_mm.compat import allow_mmengine_checkpoints  # noqa: F401
 from ailurus_mm.compat import mmengine_checkpoint_globals
 
 # What ``Runner.resume`` reads besides the weights.
@@ -55,14 +53,6 @@ def describe_read_error(filename: str,
                         error: BaseException) -> CheckpointReadError:
     """The error to raise (``from error``) when ``filename`` could not be
     read as a checkpoint: it names the file and says what is wrong."""
-    if isinstance(error, pickle.UnpicklingError) and \
-            'Weights only load failed' in str(error):
-        return CheckpointReadError(
-            f'{filename}: refused to load {_refused_global(error)}, which '
-            'is not allowed when loading with torch weights_only=True (only '
-            'tensors, containers, numpy data and mmengine\'s message hub '
-            'are). Loading such a file can run arbitrary code; if you trust '
-            'it, re-save its state dict with plain tensors.')
     if '://' not in filename and osp.isfile(filename):
         size = osp.getsize(filename)
         if size == 0:
@@ -80,11 +70,20 @@ def describe_read_error(filename: str,
             return CheckpointReadError(
                 f'{filename} is not a torch checkpoint: it starts with '
                 f'{head!r}, neither a torch zip archive nor a pickle')
-        if isinstance(error, (EOFError, pickle.UnpicklingError)) or \
-                'zip archive' in str(error):
-            return CheckpointReadError(
-                f'{filename} is truncated or corrupt ({size} bytes): '
-                f'{type(error).__name__}: {error}')
+    if isinstance(error, pickle.UnpicklingError) and \
+            'Weights only load failed' in str(error):
+        return CheckpointReadError(
+            f'{filename}: refused to load {_refused_global(error)}, which '
+            'is not allowed when loading with torch weights_only=True (only '
+            'tensors, containers, numpy data and mmengine\'s message hub '
+            'are). Loading such a file can run arbitrary code; if you trust '
+            'it, re-save its state dict with plain tensors.')
+    if '://' not in filename and osp.isfile(filename) and (
+            isinstance(error, (EOFError, pickle.UnpicklingError))
+            or 'zip archive' in str(error)):
+        return CheckpointReadError(
+            f'{filename} is truncated or corrupt ({osp.getsize(filename)} '
+            f'bytes): {type(error).__name__}: {error}')
     return CheckpointReadError(
         f'{filename} could not be read as a checkpoint: '
         f'{type(error).__name__}: {error}')
@@ -103,6 +102,10 @@ def read_checkpoint(filename: str, map_location: str = 'cpu') -> Dict:
     """
     from mmengine.runner.checkpoint import _load_checkpoint
 
+    if '://' not in filename and osp.isdir(filename):
+        raise CheckpointReadError(
+            f'{filename} is a directory, not a checkpoint file (give the '
+            '.pth file inside it, e.g. a work dir\'s iter_N.pth)')
     if '://' not in filename and not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint {filename} does not exist')
     try:
@@ -115,10 +118,6 @@ def read_checkpoint(filename: str, map_location: str = 'cpu') -> Dict:
             f'{filename} holds a {type(checkpoint).__name__}, not a '
             'checkpoint (a dict of tensors, or a dict with a state_dict)')
     return checkpoint
-
-
-# The name the analysis tools use.
-load_checkpoint_file = read_checkpoint
 
 
 def check_runner_checkpoint(checkpoint: Dict, source: str) -> None:
@@ -147,9 +146,37 @@ def strip_wrapper_prefix(
 
 
 def checkpoint_state_dict(
-        checkpoint: Dict) -> 'OrderedDict[str, torch.Tensor]':
-    """The model weights of a checkpoint, ``module.`` prefixes stripped."""
-    return strip_wrapper_prefix(checkpoint.get('state_dict', checkpoint))
+        checkpoint: Dict,
+        source: str = 'the checkpoint') -> 'OrderedDict[str, torch.Tensor]':
+    """The model weights of a checkpoint (its ``state_dict``, or the dict
+    itself if it is a bare state dict), ``module.`` prefixes stripped.
+
+    Raises:
+        CheckpointReadError: What holds the weights is not a dict with
+            string keys (naming ``source`` and what it holds).
+    """
+    if not isinstance(checkpoint, dict):
+        raise CheckpointReadError(
+            f'{source} holds a {type(checkpoint).__name__}, not a checkpoint '
+            '(a dict of tensors, or a dict with a state_dict)')
+    state_dict = checkpoint.get('state_dict', checkpoint)
+    where = "its 'state_dict'" if 'state_dict' in checkpoint else 'it'
+    if not isinstance(state_dict, dict):
+        raise CheckpointReadError(
+            f'{source}: {where} is a {type(state_dict).__name__} '
+            f'({_short(state_dict)}), expected a dict of parameter names to '
+            'tensors')
+    bad = [key for key in state_dict if not isinstance(key, str)]
+    if bad:
+        raise CheckpointReadError(
+            f'{source}: {where} has keys that are not parameter names: '
+            f'{_short(bad)}')
+    return strip_wrapper_prefix(state_dict)
+
+
+def _short(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + '...'
 
 
 def _listing(keys: List[str], limit: int = 50) -> str:
@@ -161,31 +188,36 @@ def _listing(keys: List[str], limit: int = 50) -> str:
 def state_dict_mismatch(model: nn.Module,
                         state_dict: Dict) -> Tuple[List[str], List[str],
                                                    List[str]]:
-    """Keys missing from ``state_dict``, unexpected in it, and shape clashes.
+    """Keys missing from ``state_dict``, unexpected in it, and clashes.
 
     Returns:
-        ``(missing, unexpected, wrong_shape)``; the last holds
-        ``'key: checkpoint (..) vs model (..)'`` strings.
+        ``(missing, unexpected, wrong)``; the last holds
+        ``'key: checkpoint (..) vs model (..)'`` strings for shape clashes
+        and ``'key: checkpoint holds a str, not a tensor'`` for values that
+        are not tensors (mmengine would skip them silently).
     """
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    wrong_shape = [
-        f'{key}: checkpoint {tuple(state_dict[key].shape)} vs model '
-        f'{tuple(own[key].shape)}'
-        for key in sorted(set(own) & set(state_dict))
-        if hasattr(state_dict[key], 'shape')
-        and tuple(state_dict[key].shape) != tuple(own[key].shape)
-    ]
-    return missing, unexpected, wrong_shape
+    wrong = []
+    for key in sorted(set(own) & set(state_dict)):
+        value = state_dict[key]
+        if not isinstance(value, torch.Tensor):
+            wrong.append(f'{key}: checkpoint holds a '
+                         f'{type(value).__name__} ({_short(value)}), not a '
+                         'tensor')
+        elif tuple(value.shape) != tuple(own[key].shape):
+            wrong.append(f'{key}: checkpoint {tuple(value.shape)} vs model '
+                         f'{tuple(own[key].shape)}')
+    return missing, unexpected, wrong
 
 
 def check_state_dict(model: nn.Module, state_dict: Dict,
                      source: str = 'checkpoint') -> None:
     """Raise :class:`CheckpointMismatchError` unless the keys and shapes of
     ``state_dict`` are exactly those of ``model``."""
-    missing, unexpected, wrong_shape = state_dict_mismatch(model, state_dict)
-    if not (missing or unexpected or wrong_shape):
+    missing, unexpected, wrong = state_dict_mismatch(model, state_dict)
+    if not (missing or unexpected or wrong):
         return
     lines = [f'{source} does not fit {type(model).__name__}:']
     if missing:
@@ -194,9 +226,14 @@ def check_state_dict(model: nn.Module, state_dict: Dict,
     if unexpected:
         lines.append(f'  unexpected in the checkpoint ({len(unexpected)}): '
                      f'{_listing(unexpected)}')
+    not_tensors = [w for w in wrong if w.endswith('not a tensor')]
+    wrong_shape = [w for w in wrong if not w.endswith('not a tensor')]
     if wrong_shape:
         lines.append(f'  shape mismatch ({len(wrong_shape)}): '
                      f'{_listing(wrong_shape)}')
+    if not_tensors:
+        lines.append(f'  not tensors ({len(not_tensors)}): '
+                     f'{_listing(not_tensors)}')
     lines.append('Is it a checkpoint of the same architecture (backbone '
                  'size, decode head, number of classes) in mmseg 1.x key '
                  'names? Official Segmenter or timm weights need '
@@ -219,7 +256,7 @@ def load_state_dict_strictly(model: nn.Module, checkpoint: Dict,
 
     if is_model_wrapper(model):
         model = model.module
-    state_dict = checkpoint_state_dict(checkpoint)
+    state_dict = checkpoint_state_dict(checkpoint, source)
     check_state_dict(model, state_dict, source=source)
     model.load_state_dict(state_dict, strict=True)
 
@@ -238,7 +275,7 @@ def load_model_checkpoint(model: nn.Module,
     Returns:
         The whole checkpoint dict (with ``meta`` if it has one).
     """
-    checkpoint = load_checkpoint_file(filename, map_location)
+    checkpoint = read_checkpoint(filename, map_location)
     load_state_dict_strictly(model, checkpoint, filename)
     return checkpoint
 

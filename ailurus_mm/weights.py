@@ -356,7 +356,7 @@ def convert_checkpoint(src: str,
             'converted_from': src,
             'source_format': source,
             'patch_bias_folded': fold_bias,
-            'converter': 'ailurus_mm.apis.convert',
+            'converter': 'ailurus_mm.weights',
         },
         'state_dict': state_dict,
     }

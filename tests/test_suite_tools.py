@@ -1,6 +1,7 @@
-"""tools/benchmark.py, tools/visualize.py and tools/sweep.py on a tiny model
-and a generated ADE20K-layout dataset: they run, write their files, and the
-numbers in them are consistent."""
+"""tools/benchmark.py, visualize.py, sweep.py and demo.py on a tiny model and
+a generated ADE20K-layout dataset: they run with every reducer and knob,
+write their files, the numbers in them are consistent, and bad settings are
+refused before any long pass."""
 import csv
 import re
 import json
@@ -10,6 +11,8 @@ import cv2
 import pytest
 import torch
 
+from ailurus_mm.benchmarks.presets import PRESET_NAMES
+from ailurus_mm.ops import REDUCERS, ClusterConfig
 from conftest import CONFIGS, run_tool, write_tiny_config
 
 AILURUS_B = osp.join(
@@ -23,7 +26,7 @@ def tiny(tmp_path_factory, ade20k_root):
     clustering after layer 0 to 8 tokens) and a checkpoint of its model."""
     from mmengine.config import Config
 
-    from ailurus_mm.analysis import build_variants
+    from ailurus_mm.benchmarks.variants import build_variants
 
     tmp = tmp_path_factory.mktemp('analysis')
     config = write_tiny_config(
@@ -59,7 +62,7 @@ class _HeadForward(torch.nn.Module):
 def test_benchmark_reports_all_variants(tiny, tmp_path):
     from mmengine.config import Config
 
-    from ailurus_mm.analysis import build_variants
+    from ailurus_mm.benchmarks.variants import build_variants
 
     config, checkpoint = tiny
     report_path = str(tmp_path / 'report.json')
@@ -118,6 +121,9 @@ def test_benchmark_reports_all_variants(tiny, tmp_path):
     summary = report['summary']
     assert 0 < summary['cluster_recover_share'] < 1
     assert 0 < summary['cluster_share_merged'] < 1
+    assert set(summary['over_ideal']) == {'ailurus', 'ailurus_merged'}
+    assert report['settings']['clustering'] == dict(
+        ClusterConfig.defaults(), cluster_layer=0, num_clusters=0.5)
     assert 'ailurus time / ideal time' in out
     assert 'ailurus_merged time / ideal_merged time' in out
     assert 'where the time goes' in out
@@ -146,23 +152,41 @@ def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root):
         osp.join(ade20k_root, 'images', 'validation',
                  f'ADE_val_{i:08d}.jpg') for i in (1, 2)
     ]
-    out = run_tool('visualize', [config, checkpoint, *images, '--out-dir',
-                                 str(tmp_path / 'vis')], cwd=str(tmp_path))
+    # A wide image: the test pipeline keeps its aspect ratio.
+    wide = str(tmp_path / 'wide.jpg')
+    cv2.imwrite(wide, cv2.resize(cv2.imread(images[0]), (480, 270)))
+    out = run_tool('visualize', [config, checkpoint, *images, wide,
+                                 '--out-dir', str(tmp_path / 'vis')],
+                   cwd=str(tmp_path))
+    # 128x96 images resized into the pipeline's (128, 64): 85x64, shown in
+    # 2 x 2 panels under 28-pixel captions; two 64x64 slide windows of
+    # 4 x 4 patches, half of them kept in each
     for i in (1, 2):
         png = cv2.imread(str(tmp_path / 'vis' / f'ADE_val_{i:08d}.png'))
-        assert png is not None
-        # 2 x 2 panels of the 64x64 crop, each under a 28-pixel caption
-        assert png.shape == (2 * (64 + 28), 2 * 64, 3)
-    assert out.count('16 -> 8 tokens') == 2
+        assert png.shape == (2 * (64 + 28), 2 * 85, 3)
+    assert out.count('85x64 input, 32 -> 16 tokens') == 2
+    # 480x270: 114x64, three windows
+    png = cv2.imread(str(tmp_path / 'vis' / 'wide.png'))
+    assert png.shape == (2 * (64 + 28), 2 * 114, 3)
+    assert '114x64 input, 48 -> 24 tokens' in out
 
 
-def test_visualize_missing_image(tiny, tmp_path):
-    from ailurus_mm.analysis.cli import visualize_main
+def test_visualize_names_missing_and_corrupt_images(tiny, tmp_path,
+                                                    capsys):
+    from ailurus_mm.benchmarks.cli import visualize_main
 
     config, checkpoint = tiny
-    with pytest.raises(FileNotFoundError, match='cannot read image'):
-        visualize_main([config, checkpoint, str(tmp_path / 'nope.jpg'),
-                        '--out-dir', str(tmp_path)])
+    corrupt = tmp_path / 'corrupt.jpg'
+    corrupt.write_bytes(b'\xff\xd8\xff\xe0 not really a jpeg')
+    missing = tmp_path / 'nope.jpg'
+    with pytest.raises(SystemExit) as exit_info:
+        visualize_main([config, checkpoint, str(missing), str(corrupt),
+                        '--out-dir', str(tmp_path / 'vis')])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f'{missing}: no such file' in err
+    assert f'{corrupt}: not an image OpenCV can decode' in err
+    assert not (tmp_path / 'vis').exists()
 
 
 @pytest.mark.slow
@@ -182,6 +206,10 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
         ('1', '0.5'), ('1', '1.0')
     ]
     assert all(int(r['images']) == 2 for r in rows)  # the validation split
+    # Every knob of the measured model; prop_attn unset is the config's
+    # (AiluRusViT's default), not False.
+    assert set(ClusterConfig.names()) <= set(rows[1])
+    assert {r['prop_attn'] for r in rows[1:]} == {'True'}
     # nothing merged: exactly the vanilla model, so exactly its mIoU
     for row in rows[1:]:
         if row['num_clusters'] == '1.0':
@@ -194,8 +222,8 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
 def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
     from mmengine.config import Config
 
-    from ailurus_mm.analysis import build_variants
-    from ailurus_mm.analysis.inputs import make_batch
+    from ailurus_mm.benchmarks.variants import build_variants
+    from ailurus_mm.benchmarks.speed.inputs import make_batch
 
     config, checkpoint = tiny
     out = run_tool('demo', [
@@ -207,6 +235,7 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
     assert re.search(r'accuracy \(synthetic proxy, not ADE20K\): .* 2 '
                      r'generated scenes at 640x640, 1600 -> 400 tokens .*: '
                      r'vanilla mIoU [0-9.]+, AiluRus mIoU [0-9.]+', out)
+    assert 'Warning' not in out  # upstream noise filtered
     assert 'vanilla 3x17, AiluRus 1x17 + 2x9' in out
     assert 'timing both models in this process' in out and '1 threads' in out
     assert len(re.findall(r'vanilla: [0-9.]+ img/s, AiluRus: [0-9.]+ img/s, '
@@ -229,7 +258,7 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
 def test_demo_with_merged_decoding_predicts_the_same(tiny):
     """The config's own AiluRus model is used; merged decoding changes the
     speed, not the predictions."""
-    from ailurus_mm.analysis.demo import demo_main
+    from ailurus_mm.benchmarks.cli import demo_main
 
     config, checkpoint = tiny
     common = ['--config', config, '--checkpoint', checkpoint, '--warmup',
@@ -244,19 +273,20 @@ def test_demo_with_merged_decoding_predicts_the_same(tiny):
 def test_ideal_reducer_is_not_registered():
     from mmseg.registry import MODELS
 
-    import ailurus_mm.analysis  # noqa: F401
+    import ailurus_mm.benchmarks.variants  # noqa: F401
     assert MODELS.get('IdealReducerViT') is None
 
 
 def test_benchmark_ailurus_alone(tiny):
     from mmengine.config import Config
 
-    from ailurus_mm.analysis import format_table, run_benchmark
+    from ailurus_mm.benchmarks.speed.report import format_table
+    from ailurus_mm.benchmarks.speed.run import BenchmarkSpec, run_benchmark
 
     config, checkpoint = tiny
-    report = run_benchmark(
-        Config.fromfile(config), checkpoint, warmup=0, runs=1,
-        variants=('ailurus', ), flops=False, memory=False, stages=False)
+    report = run_benchmark(Config.fromfile(config), BenchmarkSpec(
+        checkpoint, warmup=0, runs=1, variants=('ailurus', ), flops=False,
+        memory=False, stages=False))
     assert list(report.results) == ['ailurus']
     assert report.results['ailurus'].speedup is None
     assert report.settings['patch_tokens'] == 16
@@ -271,10 +301,11 @@ def test_benchmark_ailurus_alone(tiny):
 def test_benchmark_rejects_variants(tiny, variants, match):
     from mmengine.config import Config
 
-    from ailurus_mm.analysis import run_benchmark
+    from ailurus_mm.benchmarks.speed.run import BenchmarkSpec, run_benchmark
 
     with pytest.raises(ValueError, match=match):
-        run_benchmark(Config.fromfile(tiny[0]), variants=variants)
+        run_benchmark(Config.fromfile(tiny[0]),
+                      BenchmarkSpec(variants=variants))
 
 
 def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
@@ -283,8 +314,8 @@ def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
     visualized predictions use it, and give what TokenRecover gives."""
     from mmengine.config import Config
 
-    from ailurus_mm.analysis.sweep import run_sweep
-    from ailurus_mm.analysis.visualize import visualize_images
+    from ailurus_mm.benchmarks.sweep import SweepSpec, run_sweep
+    from ailurus_mm.benchmarks.visualize import visualize_images
 
     config, checkpoint = tiny
     image = osp.join(ade20k_root, 'images', 'validation',
@@ -295,7 +326,7 @@ def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
         if merged:
             cfg.merge_from_dict({'model.type': 'AiluRusEncoderDecoder',
                                  'model.merged_decode': True})
-        rows = run_sweep(cfg, checkpoint, [0.5],
+        rows = run_sweep(cfg, checkpoint, SweepSpec((0.5, )),
                          out_dir=str(tmp_path / f'sweep{merged}'))
         records = visualize_images(cfg, checkpoint, [image],
                                    str(tmp_path / f'vis{merged}'))
@@ -306,7 +337,7 @@ def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
 def test_variants_of_a_merged_decoding_config(tiny):
     from mmengine.config import Config
 
-    from ailurus_mm.analysis.variants import (config_variant,
+    from ailurus_mm.benchmarks.variants import (config_variant,
                                               supports_merged_decode,
                                               variant_model_cfgs)
 
@@ -324,8 +355,8 @@ def test_variants_of_a_merged_decoding_config(tiny):
         'EncoderDecoder', None)
     assert cfgs['vanilla'].backbone.type == 'VisionTransformer'
     assert 'neck' not in cfgs['vanilla']
-    assert (cfgs['ailurus'].type, cfgs['ailurus'].merged_decode) == (
-        'AiluRusEncoderDecoder', False)
+    assert cfgs['ailurus'].type == 'EncoderDecoder'
+    assert 'merged_decode' not in cfgs['ailurus']
     assert cfgs['ailurus_merged'].merged_decode is True
     cfg.model.decode_head = dict(type='FCNHead', in_channels=32,
                                  channels=32, num_convs=1, num_classes=150)
@@ -338,19 +369,115 @@ def test_sweep_over_reducers_and_prop_attn(tiny, tmp_path):
     too, its threshold calibrated on the test set)."""
     from mmengine.config import Config
 
-    from ailurus_mm.analysis.sweep import run_sweep
+    from ailurus_mm.benchmarks.sweep import SweepSpec, run_sweep
 
     config, checkpoint = tiny
-    rows = run_sweep(Config.fromfile(config), checkpoint, [1.0, 0.5],
-                     out_dir=str(tmp_path),
-                     reducers=['ailurus', 'tome', 'ailurus_adaptive'],
-                     prop_attn=[False, True])
-    assert [(r['reducer'], r['prop_attn'], r['num_clusters'])
+    names = ('ailurus', 'tome', 'ailurus_adaptive')
+    rows = run_sweep(Config.fromfile(config), checkpoint, SweepSpec(
+        (1.0, 0.5), presets=names, prop_attn=(False, True)),
+        out_dir=str(tmp_path))
+    assert [(r['preset'], r['prop_attn'], r['num_clusters'])
             for r in rows[1:]] == [
-        (name, attn, keep)
-        for name in ('ailurus', 'tome', 'ailurus_adaptive')
-        for attn in (False, True) for keep in (1.0, 0.5)]
+        (name, attn, 1.0 if name == 'ailurus_adaptive' else keep)
+        for name in names for attn in (False, True) for keep in (1.0, 0.5)]
+    assert rows[1]['reducer'] == 'dpc_knn' and rows[5]['reducer'] == 'tome'
     for row in rows[1:]:
-        if row['num_clusters'] == 1.0:
+        if row['anchor_threshold'] is None and row['num_clusters'] == 1.0:
             assert row['mIoU'] == rows[0]['mIoU']
     assert (tmp_path / 'sweep.png').stat().st_size > 0
+
+
+# ------------------------------------------ every reducer, every tool
+SETTINGS = [dict(reducer=name) for name in REDUCERS] + [
+    dict(recover_detail=True), dict(anchor_threshold=0.5),
+    dict(second_stage=(1, 0.25))]
+
+
+@pytest.mark.parametrize('knobs', SETTINGS, ids=str)
+def test_every_tool_runs_every_reducer_and_knob(tiny, tmp_path, knobs,
+                                                ade20k_root):
+    """benchmark, sweep, visualize and test --no-finetune on a config that
+    sets each reducer or knob; each measures (and reports) that model."""
+    from ailurus_mm.benchmarks.cli import (benchmark_main, sweep_main,
+                                           visualize_main)
+    from ailurus_mm.launch import run
+
+    config, checkpoint = tiny
+    options = ['--cfg-options'] + [
+        f'model.backbone.{k}={v}'.replace(' ', '') for k, v in
+        knobs.items()]
+    expected = ClusterConfig(cluster_layer=0, num_clusters=0.5, **knobs)
+    report = benchmark_main([config, '--warmup', '0', '--runs', '1',
+                             '--no-flops', '--no-memory', '--variants',
+                             'vanilla', 'ideal', 'ailurus', *options])
+    assert report.settings['clustering'] == expected.to_dict()
+    rows = sweep_main([config, checkpoint, '--num-clusters', '0.5',
+                       '--out-dir', str(tmp_path / 'sweep'), *options])
+    assert {k: rows[1][k] for k in knobs} == knobs
+    records = visualize_main([config, checkpoint, osp.join(
+        ade20k_root, 'images', 'validation', 'ADE_val_00000001.jpg'),
+        '--out-dir', str(tmp_path / 'vis'), *options])
+    assert (records[0]['windows'], records[0]['patch_tokens']) == (2, 32)
+    run('test', [config, checkpoint, '--no-finetune', '--work-dir',
+                 str(tmp_path / 'test'), *options])
+
+
+def test_presets_cover_every_reducer():
+    assert set(REDUCERS) - {'dpc_knn'} <= set(PRESET_NAMES)
+    assert {'ailurus', 'dpc_knn_plain', 'ailurus_detail',
+            'ailurus_adaptive'} <= set(PRESET_NAMES)
+
+
+# --------------------------------------- refused before the long pass
+@pytest.mark.parametrize('flags, match', [
+    (['--cluster-layer', '7'], r'cluster_layer must be an int \[0, 1\]'),
+    (['--num-clusters', '1.5'], r'num_clusters as a fraction must be in '
+     r'\(0, 1\], got 1\.5'),
+    (['--num-clusters', '0'], r'num_clusters as a fraction must be in '
+     r'\(0, 1\], got 0\.0'),
+    (['--device', 'cuda'], r'--device cuda: CUDA is not available here'),
+    (['--threads', '0'], r'--threads must be >= 1, got 0'),
+])
+def test_sweep_refuses_settings_before_evaluating(tiny, tmp_path,
+                                                   monkeypatch, capsys,
+                                                   flags, match):
+    import ailurus_mm.benchmarks.sweep as sweep
+    from ailurus_mm.benchmarks.cli import sweep_main
+
+    if 'cuda' in flags and torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+
+    def never(*args, **kwargs):
+        raise AssertionError('evaluated before the settings were checked')
+
+    monkeypatch.setattr(sweep, 'evaluate_model', never)
+    config, checkpoint = tiny
+    args = [config, checkpoint, '--num-clusters', '0.5', '--out-dir',
+            str(tmp_path / 'sweep')] + flags
+    with pytest.raises(SystemExit) as exit_info:
+        sweep_main(args)
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+
+
+@pytest.mark.parametrize('flags, match', [
+    (['--shape', '0', '0'], r'shape must be two sizes >= 1'),
+    (['--threads', '0'], r'--threads must be >= 1, got 0'),
+    (['--device', 'cuda'], r'--device cuda: CUDA is not available here'),
+    (['--runs', '0'], r'need warmup >= 0 and runs >= 1'),
+    (['--checkpoint', 'nowhere.pth'], r'checkpoint nowhere\.pth does not '
+     r'exist'),
+    (['--cfg-options', 'model.backbone.reducer=fastest'],
+     r"reducer must be one of \('dpc_knn'"),
+])
+def test_benchmark_refuses_settings_in_one_line(tiny, capsys, flags, match):
+    from ailurus_mm.benchmarks.cli import benchmark_main
+
+    if 'cuda' in flags and torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    with pytest.raises(SystemExit) as exit_info:
+        benchmark_main([tiny[0]] + flags)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert re.search(match, err), err
+    assert 'Traceback' not in err

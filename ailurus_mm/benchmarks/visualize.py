@@ -1,8 +1,10 @@
 """What AiluRus does to an image: cluster map, resolution map, predictions.
 
-Each image is resized to the model's crop size (one inference window) and run
-through the vanilla and the AiluRus model with the same weights. The PNG has
-four panels of the crop size, each under a caption strip:
+Each image goes through the config's test pipeline (aspect ratio kept, as
+``mmseg.apis.inference_model`` sees it) and the vanilla and the AiluRus
+model with the same weights, in the config's inference mode (whole image or
+slide windows). The PNG has four panels of the resized image, each under a
+caption strip:
 
 - the image with cluster boundaries (white) and anchors (red dots);
 - the "resolution" map: how many patches each pixel's cluster merged
@@ -95,6 +97,62 @@ def _palette(cfg, num_classes: int) -> np.ndarray:
     return palette[:, ::-1]  # RGB -> BGR
 
 
+def check_images(images: Sequence[str]) -> None:
+    """Raise naming every file that is missing or that OpenCV cannot
+    decode (before any model is built)."""
+    import mmcv
+
+    problems = []
+    for path in images:
+        if not osp.isfile(path):
+            problems.append(f'{path}: no such file')
+            continue
+        try:
+            image = mmcv.imread(path)
+        except Exception as error:  # mmcv's backends raise their own
+            image, reason = None, f'{type(error).__name__}: {error}'
+        else:
+            reason = 'not an image OpenCV can decode (corrupt or truncated?)'
+        if image is None or getattr(image, 'size', 0) == 0:
+            problems.append(f'{path}: {reason}')
+    if problems:
+        raise ValueError('cannot read image(s): ' + '; '.join(problems))
+
+
+def _test_data(cfg, path: str):
+    """``path`` through the config's test pipeline without annotations
+    (what ``mmseg.apis.inference_model`` does), collated as a batch."""
+    from mmengine.dataset import Compose, pseudo_collate
+    from mmengine.registry import DefaultScope
+
+    pipeline = [t for t in cfg.test_dataloader.dataset.pipeline
+                if t['type'] != 'LoadAnnotations']
+    with DefaultScope.overwrite_default_scope('mmseg'):
+        data = Compose(pipeline)(dict(img_path=path))
+    return pseudo_collate([data])
+
+
+Box = Tuple[int, int, int, int]
+
+
+def _windows(model, height: int, width: int) -> List[Box]:
+    """The ``(y1, y2, x1, x2)`` windows mmseg's inference runs, in order
+    (its ``slide_inference`` arithmetic; one for ``whole``)."""
+    if model.test_cfg.get('mode', 'whole') != 'slide':
+        return [(0, height, 0, width)]
+    h_stride, w_stride = model.test_cfg.stride
+    h_crop, w_crop = model.test_cfg.crop_size
+    h_grids = max(height - h_crop + h_stride - 1, 0) // h_stride + 1
+    w_grids = max(width - w_crop + w_stride - 1, 0) // w_stride + 1
+    boxes = []
+    for h_idx in range(h_grids):
+        for w_idx in range(w_grids):
+            y2 = min(h_idx * h_stride + h_crop, height)
+            x2 = min(w_idx * w_stride + w_crop, width)
+            boxes.append((max(y2 - h_crop, 0), y2, max(x2 - w_crop, 0), x2))
+    return boxes
+
+
 def visualize_images(cfg,
                      checkpoint: str,
                      images: Sequence[str],
@@ -103,19 +161,15 @@ def visualize_images(cfg,
     """Write ``<out_dir>/<image name>.png`` for every image.
 
     Returns:
-        One record per image: ``path``, ``panel_shape`` ``(H, W)``,
-        ``patch_tokens``, ``kept_tokens``, ``pixel_agreement``.
+        One record per image: ``path``, ``panel_shape`` ``(H, W)`` (the
+        resized image), ``windows``, ``patch_tokens`` and ``kept_tokens``
+        (per window, summed), ``pixel_agreement``.
     """
     import cv2
-    import mmcv
 
-    from .inputs import default_shape, make_batch
     from .variants import build_variants, config_variant
 
-    missing = [path for path in images if not osp.isfile(path)]
-    if missing:
-        raise FileNotFoundError(f'cannot read image(s): {missing}')
-    shape = default_shape(cfg)
+    check_images(images)
     ailurus = config_variant(cfg.model)
     models = build_variants(cfg, checkpoint, names=('vanilla', ailurus),
                             device=device)
@@ -125,45 +179,58 @@ def visualize_images(cfg,
     os.makedirs(out_dir, exist_ok=True)
     records = []
     for path in images:
-        image = mmcv.imread(path)
-        inputs, samples = make_batch(cfg, models['vanilla'], shape, 1,
-                                     torch.device(device), image=image)
-        captured = {}
+        data = _test_data(cfg, path)
+        captured: List = []
         backbone = models['ailurus'].backbone
         hook = backbone.register_forward_hook(
-            lambda module, args, out: captured.setdefault('out', out))
+            lambda module, args, out: captured.append(out))
         try:
             with torch.no_grad():
                 preds = {
-                    name: model(inputs, samples,
-                                mode='predict')[0].pred_sem_seg.data[0]
+                    name: model.test_step(data)[0].pred_sem_seg.data[0]
                     for name, model in models.items()
                 }
         finally:
             hook.remove()
-        outputs = captured['out']
-        shown = cv2.resize(image, (shape[1], shape[0]))
-        hw_shape = outputs.hw_shape
-        patch_tokens = hw_shape[0] * hw_shape[1]
-        if outputs.assignment is None:
-            index = np.arange(patch_tokens)
-            sizes = np.ones(patch_tokens)
-            anchors = index
-        else:
-            index = outputs.assignment.index[0].cpu().numpy()
-            sizes = outputs.assignment.sizes[0].cpu().numpy()
-            anchors = outputs.assignment.anchors[0].cpu().numpy()
-        overlay, resolution = cluster_panels(shown, index, sizes, anchors,
-                                             hw_shape)
+        # The packed image: resized, BGR (as OpenCV draws), [H, W, 3].
+        shown = data['inputs'][0].permute(1, 2, 0).numpy().copy()
+        height, width = shown.shape[:2]
+        overlay = shown.copy()
+        resolution = np.zeros_like(shown)
+        patch_tokens = kept = 0
+        windows = _windows(models['ailurus'], height, width)
+        for (y1, y2, x1, x2), outputs in zip(windows, captured):
+            hw_shape = outputs.hw_shape
+            tokens = hw_shape[0] * hw_shape[1]
+            if outputs.assignment is None:
+                index = np.arange(tokens)
+                sizes = np.ones(tokens)
+                anchors = index
+            else:
+                index = outputs.assignment.index[0].cpu().numpy()
+                sizes = outputs.assignment.sizes[0].cpu().numpy()
+                anchors = outputs.assignment.anchors[0].cpu().numpy()
+                anchors = anchors[sizes > 0]
+                sizes = np.maximum(sizes, 1)
+            window_overlay, window_resolution = cluster_panels(
+                shown[y1:y2, x1:x2], index, sizes, anchors, hw_shape)
+            overlay[y1:y2, x1:x2] = window_overlay
+            resolution[y1:y2, x1:x2] = window_resolution
+            patch_tokens += tokens
+            kept += len(anchors)
+        # Predictions at the original size; shown at the resized one.
         pred_panels = {
-            name: palette[pred.cpu().numpy() % len(palette)]
+            name: cv2.resize(palette[pred.cpu().numpy() % len(palette)],
+                             (width, height),
+                             interpolation=cv2.INTER_NEAREST)
             for name, pred in preds.items()
         }
         agreement = float(
             (preds['vanilla'] == preds['ailurus']).float().mean())
-        kept = len(sizes)
+        where = f' in {len(windows)} windows' if len(windows) > 1 else ''
         top = np.concatenate([
-            _caption(overlay, f'clusters: {patch_tokens} -> {kept} tokens'),
+            _caption(overlay, f'clusters: {patch_tokens} -> {kept} '
+                     f'tokens{where}'),
             _caption(resolution, 'patches per cluster (log)')
         ], axis=1)
         bottom = np.concatenate([
@@ -175,7 +242,7 @@ def visualize_images(cfg,
         out_path = osp.join(out_dir, name)
         cv2.imwrite(out_path, np.concatenate([top, bottom], axis=0))
         records.append(
-            dict(path=out_path, panel_shape=tuple(shape),
-                 patch_tokens=patch_tokens, kept_tokens=kept,
-                 pixel_agreement=agreement))
+            dict(path=out_path, panel_shape=(height, width),
+                 windows=len(windows), patch_tokens=patch_tokens,
+                 kept_tokens=kept, pixel_agreement=agreement))
     return records

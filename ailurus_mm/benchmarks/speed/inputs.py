@@ -1,6 +1,6 @@
 """Inputs of the benchmark and the demo: the config's crop size and a
-preprocessed batch (synthetic scene or a given image, with labels) that
-every mode of the model accepts."""
+preprocessed batch (a scene of the accuracy benchmark's generator, or a
+given image, with labels) that every mode of the model accepts."""
 from typing import Tuple
 
 import torch
@@ -30,18 +30,19 @@ def make_batch(cfg: Config,
             synthetic one (resized to ``shape``).
     """
     if cfg.get('default_scope') == 'mmdet':
-        from .det_batch import make_det_batch
+        from .det_inputs import make_det_batch
         return make_det_batch(cfg, model, shape, batch_size, device)
     import cv2
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    from ailurus_mm.testing import synthetic_scene
+    from ..accuracy.scenes import render_scene
 
     num_classes = cfg.model.decode_head.num_classes
     inputs, samples = [], []
     for i in range(batch_size):
-        scene, label = synthetic_scene(*shape, num_classes, seed=i)
+        scene, label = render_scene(i, *shape)
+        label = label % num_classes  # the scene's ids as the model's
         if image is not None:
             scene = cv2.resize(image, (shape[1], shape[0]))
         inputs.append(torch.from_numpy(scene).permute(2, 0, 1).contiguous())

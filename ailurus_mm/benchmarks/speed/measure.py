@@ -157,7 +157,7 @@ def stage_times(backbone: nn.Module, neck: nn.Module, inputs: torch.Tensor,
     merging at ``cluster_layer``, and recovery in ``TokenRecover``, each
     timed alone on the tokens a real forward produces."""
     captured = {}
-    layer = backbone.layers[backbone.cluster_layer]
+    layer = backbone.layers[backbone.clustering.cluster_layer]
     hook = layer.register_forward_hook(
         lambda module, args, out: captured.setdefault('x', out))
     try:

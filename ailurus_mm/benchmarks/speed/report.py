@@ -1,9 +1,11 @@
-"""A :class:`~ailurus_mm.analysis.benchmark.BenchmarkReport` as text and
-JSON (what ``tools/benchmark.py`` prints and writes)."""
+"""A :class:`~ailurus_mm.benchmarks.speed.run.BenchmarkReport` as text
+and JSON (what ``tools/benchmark.py`` prints and writes)."""
 import json
 from typing import List
 
-from .benchmark import DET_STAGES, SEG_STAGES, BenchmarkReport
+import dataclasses
+
+from .run import DET_STAGES, SEG_STAGES, BenchmarkReport
 from .measure import describe_tokens
 
 STAGE_HEADERS = dict(backbone='backbone', recover='recover',
@@ -13,23 +15,21 @@ STAGE_HEADERS = dict(backbone='backbone', recover='recover',
 
 def write_json(report: BenchmarkReport, path: str) -> None:
     with open(path, 'w') as f:
-        json.dump(report.to_dict(), f, indent=2)
+        json.dump(dataclasses.asdict(report), f, indent=2)
 
 
 def _settings_lines(report: BenchmarkReport) -> List[str]:
     settings = report.settings
+    knobs = ', '.join(f'{name}={value!r}'
+                      for name, value in settings['clustering'].items())
     return [
         f"config: {settings['config']}",
         f"mode: {settings['mode']}, input {settings['shape'][0]}x"
         f"{settings['shape'][1]}, batch 1, {settings['threads']} threads on "
         f"{settings['device']} ({settings['machine']}), warm-up "
         f"{settings['warmup']}, min of {settings['runs']} interleaved runs",
-        f"AiluRus: cluster_layer={settings['cluster_layer']}, "
-        f"num_clusters={settings['num_clusters']}: "
-        f"{settings['patch_tokens']} -> {settings['kept_tokens']} patch "
-        f"tokens, k={settings['k']}, spatial_weight="
-        f"{settings['spatial_weight']}, window={settings['window']}, "
-        f"prop_attn={settings['prop_attn']}",
+        f"AiluRus: {settings['patch_tokens']} -> {settings['kept_tokens']} "
+        f'patch tokens; {knobs}',
         '',
     ]
 
@@ -92,39 +92,36 @@ def _summary_lines(report: BenchmarkReport) -> List[str]:
     lines = []
     for ailurus, ideal in (('ailurus', 'ideal'),
                            ('ailurus_merged', 'ideal_merged')):
-        key = f'{ailurus}_over_{ideal}_time'
-        if key in summary:
+        if ailurus in summary.over_ideal:
             lines.append(f'{ailurus} time / {ideal} time: '
-                         f'{summary[key]:.3f}')
-    if 'nothing_merged_speedup' in summary:
+                         f'{summary.over_ideal[ailurus]:.3f}')
+    if summary.nothing_merged_speedup is not None:
         lines.append('layers alone (nothing merged vs vanilla): '
-                     f"{summary['nothing_merged_speedup']:.3f}x")
-    for name in ('ailurus', 'ailurus_merged'):
-        parts = [
-            f'{STAGE_HEADERS[part]} {summary[key]:.2f}x'
-            for part in dict.fromkeys(SEG_STAGES + DET_STAGES)
-            for key in [f'{name}_{part}_speedup'] if key in summary
-        ]
+                     f'{summary.nothing_merged_speedup:.3f}x')
+    for name, speedups in summary.stage_speedups.items():
+        parts = [f'{STAGE_HEADERS[part]} {speedups[part]:.2f}x'
+                 for part in dict.fromkeys(SEG_STAGES + DET_STAGES)
+                 if part in speedups]
         if parts and results[name].speedup is not None:
             lines.append(f'{name} vs vanilla: ' + ', '.join(parts) +
                          f', whole {results[name].speedup:.2f}x')
-    if 'merged_head_all_tokens_time_ratio' in summary:
+    if summary.merged_head_all_tokens_time_ratio is not None:
         lines.append(
             'attention kernel alone: merged-decoding head on all N tokens '
             '(sizes 1) / vanilla head: '
-            f"{summary['merged_head_all_tokens_time_ratio']:.3f}")
-    if 'prop_attn_backbone_time_ratio' in summary:
+            f'{summary.merged_head_all_tokens_time_ratio:.3f}')
+    if summary.prop_attn_backbone_time_ratio is not None:
         lines.append('backbone time with prop_attn / without: '
-                     f"{summary['prop_attn_backbone_time_ratio']:.3f}")
-    if 'cluster_recover_share' in summary:
+                     f'{summary.prop_attn_backbone_time_ratio:.3f}')
+    if summary.cluster_recover_share is not None:
         line = (
-            f"clustering+merge {1000 * summary['cluster_merge_seconds']:.1f}"
-            f" ms, recovery {1000 * summary['recover_seconds']:.1f} ms: "
-            f"{100 * summary['cluster_recover_share']:.2f}% of the AiluRus "
+            f'clustering+merge {1000 * summary.cluster_merge_seconds:.1f}'
+            f' ms, recovery {1000 * summary.recover_seconds:.1f} ms: '
+            f'{100 * summary.cluster_recover_share:.2f}% of the AiluRus '
             'forward')
-        if 'cluster_share_merged' in summary:
-            line += (f"; clustering+merge is "
-                     f"{100 * summary['cluster_share_merged']:.2f}% of the "
+        if summary.cluster_share_merged is not None:
+            line += (f'; clustering+merge is '
+                     f'{100 * summary.cluster_share_merged:.2f}% of the '
                      'merged-decoding forward')
         lines.append(line)
     return lines

@@ -1,13 +1,14 @@
 """Vanilla vs AiluRus on one model, measured in one process.
 
 Three steps, three modules: :mod:`.inputs` makes the batch, this module
-measures (returning a :class:`BenchmarkReport`), :mod:`.report` formats it.
-Used by ``tools/benchmark.py`` and the demo. Every number is measured here:
-times by :func:`~ailurus_mm.analysis.measure.interleaved_times` (variants
+measures (returning a typed :class:`BenchmarkReport`), :mod:`.report`
+formats it. Used by ``tools/benchmark.py`` and the demo. Every number is
+measured here: times by :func:`.measure.interleaved_times` (variants
 interleaved run by run, minimum reported), FLOPs by mmengine's
 FlopAnalyzer, tokens by forward hooks on the layers during the timed runs.
 """
 import dataclasses
+import os.path as osp
 import platform
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
@@ -16,16 +17,17 @@ import torch
 from mmengine.config import Config
 from torch import Tensor, nn
 
+from ..variants import (DEFAULT_VARIANTS, DESCRIPTIONS, MERGED_DECODING,
+                        VARIANTS, build_variants, supports_merged_decode)
 from .inputs import default_shape, make_batch
 from .measure import (count_flops, count_parameters, interleaved_times,
                       peak_memory, recorded_tokens, stage_times)
-from .variants import (DEFAULT_VARIANTS, DESCRIPTIONS, MERGED_DECODING,
-                       VARIANTS, build_variants, supports_merged_decode)
 
 __all__ = [
-    'Seconds', 'VariantResult', 'BenchmarkReport', 'PredictTiming',
-    'time_predictions', 'segmentation_stage_fns', 'run_benchmark',
-    'default_shape', 'make_batch', 'VARIANTS', 'DEFAULT_VARIANTS'
+    'Seconds', 'VariantResult', 'Summary', 'BenchmarkReport',
+    'PredictTiming', 'time_predictions', 'segmentation_stage_fns',
+    'run_benchmark', 'default_shape', 'make_batch', 'VARIANTS',
+    'DEFAULT_VARIANTS'
 ]
 
 # Where the time of a segmentation forward goes, in order.
@@ -73,12 +75,46 @@ class VariantResult:
 
 
 @dataclass
+class Summary:
+    """The ratios of one run (``None`` where a variant was not measured).
+
+    Attributes:
+        over_ideal: AiluRus time over its ideal-reducer twin's, per AiluRus
+            variant (``ailurus``/``ideal``, ``ailurus_merged``/
+            ``ideal_merged``).
+        nothing_merged_speedup: Layers alone (nothing merged) vs vanilla.
+        stage_speedups: Per AiluRus variant, the speed-up of every part of
+            the forward over the vanilla model's.
+        prop_attn_backbone_time_ratio: Backbone time with ``prop_attn``
+            over without (variant ``ailurus_prop_attn`` vs ``ailurus``).
+        cluster_merge_seconds, recover_seconds: AiluRus's own work, each
+            timed alone on the tokens of a real forward.
+        cluster_recover_share: Their share of the AiluRus forward.
+        cluster_share_merged: Clustering's share of the merged-decoding
+            forward.
+        merged_head_all_tokens_time_ratio: The merged-decoding head on all
+            ``N`` tokens over the vanilla head (the attention kernel alone).
+    """
+    over_ideal: Dict[str, float] = field(default_factory=dict)
+    nothing_merged_speedup: Optional[float] = None
+    stage_speedups: Dict[str, Dict[str, float]] = field(
+        default_factory=dict)
+    prop_attn_backbone_time_ratio: Optional[float] = None
+    cluster_merge_seconds: Optional[float] = None
+    recover_seconds: Optional[float] = None
+    cluster_recover_share: Optional[float] = None
+    cluster_share_merged: Optional[float] = None
+    merged_head_all_tokens_time_ratio: Optional[float] = None
+
+
+@dataclass
 class BenchmarkReport:
-    """Settings, per-variant results (in :data:`VARIANTS` order) and
-    summary ratios of one benchmark run."""
+    """Settings (every knob of the measured AiluRus model included),
+    per-variant results (in :data:`VARIANTS` order) and the summary of one
+    benchmark run."""
     settings: Dict[str, Any]
     results: Dict[str, VariantResult]
-    summary: Dict[str, float]
+    summary: Summary
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-serialisable form (what ``--out`` writes)."""
@@ -194,25 +230,11 @@ def _check_variants(cfg: Config, variants: Sequence[str]) -> Tuple[str, ...]:
     return tuple(v for v in VARIANTS if v in variants)  # table order
 
 
-def run_benchmark(cfg: Config,
-                  checkpoint: Optional[str] = None,
-                  shape: Optional[Tuple[int, int]] = None,
-                  mode: str = 'infer',
-                  warmup: int = 2,
-                  runs: int = 5,
-                  threads: Optional[int] = None,
-                  device: str = 'cpu',
-                  variants: Optional[Sequence[str]] = None,
-                  flops: bool = True,
-                  memory: bool = True,
-                  stages: bool = True,
-                  models: Optional[Dict[str, nn.Module]] = None
-                  ) -> BenchmarkReport:
-    """Measure the variants of an AiluRus config (see
-    :mod:`ailurus_mm.analysis.variants`).
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What one run measures (``tools/benchmark.py``'s flags).
 
-    Args:
-        cfg: An AiluRus config.
+    Attributes:
         checkpoint: Optional checkpoint of the model (else random weights:
             speed does not depend on them, clustering only mildly).
         shape: Input ``(H, W)``; the config's crop size by default.
@@ -220,125 +242,191 @@ def run_benchmark(cfg: Config,
             optimizer step with the config's optimizer).
         warmup: Untimed rounds first.
         runs: Timed rounds; each variant's minimum is reported.
-        threads: ``torch.set_num_threads`` (default: leave as is).
         device: ``'cpu'`` or ``'cuda'``...
         variants: Which variants to measure (an AiluRus one at least;
             speed-ups need ``'vanilla'``). Default: :data:`DEFAULT_VARIANTS`,
-            without the ``*_merged`` ones if the head has no merged decoding.
+            without the ``*_merged`` ones if the head has no merged
+            decoding.
         flops: Count FLOPs (costs one traced forward per variant).
         memory: Measure peak memory (one profiled run per variant).
         stages: Also time the parts of the forward (inference; see
             :attr:`VariantResult.stages`).
-        models: Variants already built by
-            :func:`~ailurus_mm.analysis.variants.build_variants` (then
-            ``checkpoint`` and ``variants`` are taken from them).
     """
-    if mode not in ('infer', 'train'):
-        raise ValueError(f"mode must be 'infer' or 'train', got {mode!r}")
-    is_det = cfg.get('default_scope') == 'mmdet'
-    if models is not None:
-        variants = tuple(models)
-    elif variants is None:
-        merged_ok = not is_det and supports_merged_decode(cfg.model)
-        variants = [v for v in DEFAULT_VARIANTS
-                    if merged_ok or v not in MERGED_DECODING]
-    variants = _check_variants(cfg, variants)
-    if warmup < 0 or runs < 1:
-        raise ValueError(f'need warmup >= 0 and runs >= 1, got {warmup}, '
-                         f'{runs}')
-    if threads is not None:
-        torch.set_num_threads(threads)
-    device = torch.device(device)
-    shape = tuple(shape) if shape is not None else default_shape(cfg)
-    if models is None:
-        models = build_variants(cfg, checkpoint, names=variants,
-                                device=device)
-    models = {name: models[name] for name in variants}
-    reference = next(name for name in variants if name.startswith('ailurus'))
-    inputs, samples = make_batch(cfg, models[reference], shape, 1, device)
+    checkpoint: Optional[str] = None
+    shape: Optional[Tuple[int, int]] = None
+    mode: str = 'infer'
+    warmup: int = 2
+    runs: int = 5
+    device: str = 'cpu'
+    variants: Optional[Tuple[str, ...]] = None
+    flops: bool = True
+    memory: bool = True
+    stages: bool = True
 
-    stage_fns: Dict[str, Callable[[], Any]] = {}
-    if mode == 'infer':
-        timing = time_predictions(models, inputs, samples, warmup, runs,
-                                  device)
+    def validate(self, cfg: Config) -> Tuple[str, ...]:
+        """Every check before a model is built; returns the variants."""
+        if self.mode not in ('infer', 'train'):
+            raise ValueError(f"mode must be 'infer' or 'train', got "
+                             f'{self.mode!r}')
+        if self.warmup < 0 or self.runs < 1:
+            raise ValueError(f'need warmup >= 0 and runs >= 1, got '
+                             f'{self.warmup}, {self.runs}')
+        if self.shape is not None and (len(self.shape) != 2 or min(
+                self.shape) < 1):
+            raise ValueError(f'shape must be two sizes >= 1 (H W), got '
+                             f'{self.shape}')
+        device = torch.device(self.device)
+        if device.type == 'cuda' and not torch.cuda.is_available():
+            raise ValueError(f'device {self.device}: CUDA is not available '
+                             'here')
+        if self.checkpoint is not None and '://' not in self.checkpoint \
+                and not osp.isfile(self.checkpoint):
+            raise FileNotFoundError(f'checkpoint {self.checkpoint} does not '
+                                    'exist')
+        variants = self.variants
+        if variants is None:
+            merged_ok = not _is_detection(cfg) and \
+                supports_merged_decode(cfg.model)
+            variants = [v for v in DEFAULT_VARIANTS
+                        if merged_ok or v not in MERGED_DECODING]
+        return _check_variants(cfg, variants)
+
+
+def _is_detection(cfg: Config) -> bool:
+    return cfg.get('default_scope') == 'mmdet'
+
+
+def _stage_fns(models: Dict[str, nn.Module], inputs: Tensor, samples: list,
+               is_det: bool) -> Dict[Tuple[str, str], Callable[[], Any]]:
+    """``{(variant, part): fn}``: the parts of every model's forward."""
+    fns: Dict[Tuple[str, str], Callable[[], Any]] = {}
+    for name, model in models.items():
+        if is_det:
+            from .det_inputs import backbone_fn, neck_and_heads_fn
+            parts = dict(backbone=backbone_fn(model, inputs),
+                         neck_heads=neck_and_heads_fn(model, inputs,
+                                                      samples))
+        else:
+            parts = segmentation_stage_fns(model, inputs, samples)
+        fns.update({(name, part): fn for part, fn in parts.items()})
+    return fns
+
+
+def _measure(cfg: Config, spec: BenchmarkSpec, models: Dict[str, nn.Module],
+             inputs: Tensor, samples: list, device: torch.device):
+    """Seconds of every timed run, tokens per layer and part times."""
+    is_det = _is_detection(cfg)
+    stage_seconds: Dict[Tuple[str, str], List[float]] = {}
+    if spec.mode == 'infer':
+        timing = time_predictions(models, inputs, samples, spec.warmup,
+                                  spec.runs, device)
         seconds, tokens = timing.seconds, timing.tokens_per_layer
-        for name, model in models.items() if stages else ():
-            if is_det:
-                from .det_batch import backbone_fn, neck_and_heads_fn
-                parts = dict(backbone=backbone_fn(model, inputs),
-                             neck_heads=neck_and_heads_fn(model, inputs,
-                                                          samples))
-            else:
-                parts = segmentation_stage_fns(model, inputs, samples)
-            stage_fns.update(
-                {f'{name}/{part}': fn for part, fn in parts.items()})
+        if spec.stages:
+            stage_seconds = interleaved_times(
+                _stage_fns(models, inputs, samples, is_det), spec.warmup,
+                spec.runs, device)
     else:
         steps = {name: _train_step_fn(model, cfg, inputs, samples)
                  for name, model in models.items()}
         with recorded_tokens({name: model.backbone
                               for name, model in models.items()}) as tokens:
-            seconds = interleaved_times(steps, warmup, runs, device)
-    stage_seconds = interleaved_times(stage_fns, warmup, runs,
-                                      device) if stage_fns else {}
+            seconds = interleaved_times(steps, spec.warmup, spec.runs,
+                                        device)
+    return seconds, tokens, stage_seconds
 
-    results: Dict[str, VariantResult] = {}
-    for name, model in models.items():
+
+def _variant_result(name: str, model: nn.Module, cfg: Config,
+                    spec: BenchmarkSpec, seconds: List[float],
+                    tokens: List[int],
+                    stage_seconds: Dict[Tuple[str, str], List[float]],
+                    inputs: Tensor, samples: list,
+                    device: torch.device) -> VariantResult:
+    model.eval()
+    result = VariantResult(
+        description=DESCRIPTIONS[name],
+        seconds=Seconds.of(seconds),
+        images_per_second=1.0 / min(seconds),
+        parameters=count_parameters(model),
+        tokens_per_layer=list(tokens),
+        stages={part: Seconds.of(values)
+                for (variant, part), values in stage_seconds.items()
+                if variant == name})
+    if spec.flops:
+        if _is_detection(cfg):  # mmdet's tensor mode needs the metainfo
+            from .det_inputs import WithDataSamples
+            result.flops = count_flops(WithDataSamples(model, samples),
+                                       inputs)
+        else:
+            result.flops = count_flops(model, inputs)
+    if spec.memory:
+        if spec.mode == 'train':
+            model.train()
+            fn = _train_step_fn(model, cfg, inputs, samples)
+        else:
+            fn = torch.no_grad()(
+                lambda m=model: m(inputs, samples, mode='predict'))
+        result.peak_memory_bytes = peak_memory(fn, device)
         model.eval()
-        result = VariantResult(
-            description=DESCRIPTIONS[name],
-            seconds=Seconds.of(seconds[name]),
-            images_per_second=1.0 / min(seconds[name]),
-            parameters=count_parameters(model),
-            tokens_per_layer=list(tokens[name]),
-            stages={
-                key.split('/', 1)[1]: Seconds.of(values)
-                for key, values in stage_seconds.items()
-                if key.split('/', 1)[0] == name
-            })
-        if flops:
-            if is_det:  # mmdet's tensor mode needs the image metainfo
-                from .det_batch import WithDataSamples
-                result.flops = count_flops(WithDataSamples(model, samples),
-                                           inputs)
-            else:
-                result.flops = count_flops(model, inputs)
-        if memory:
-            if mode == 'train':
-                model.train()
-                fn = _train_step_fn(model, cfg, inputs, samples)
-            else:
-                fn = torch.no_grad()(
-                    lambda m=model: m(inputs, samples, mode='predict'))
-            result.peak_memory_bytes = peak_memory(fn, device)
-            model.eval()
-        results[name] = result
+    return result
 
+
+def run_benchmark(cfg: Config,
+                  spec: BenchmarkSpec = BenchmarkSpec(),
+                  models: Optional[Dict[str, nn.Module]] = None
+                  ) -> BenchmarkReport:
+    """Measure the variants of an AiluRus config (see
+    :mod:`ailurus_mm.benchmarks.variants`) in this process, with the torch
+    threads it has.
+
+    Args:
+        cfg: An AiluRus config.
+        spec: What to measure.
+        models: Variants already built by
+            :func:`~ailurus_mm.benchmarks.variants.build_variants` (then
+            ``spec.checkpoint`` and ``spec.variants`` are taken from them).
+    """
+    if models is not None:
+        spec = dataclasses.replace(spec, variants=tuple(models))
+    variants = spec.validate(cfg)
+    device = torch.device(spec.device)
+    shape = tuple(spec.shape) if spec.shape is not None else \
+        default_shape(cfg)
+    if models is None:
+        models = build_variants(cfg, spec.checkpoint, names=variants,
+                                device=device)
+    models = {name: models[name] for name in variants}
+    reference = next(name for name in variants if name.startswith('ailurus'))
+    inputs, samples = make_batch(cfg, models[reference], shape, 1, device)
+    seconds, tokens, stage_seconds = _measure(cfg, spec, models, inputs,
+                                              samples, device)
+    results = {
+        name: _variant_result(name, model, cfg, spec, seconds[name],
+                              tokens[name], stage_seconds, inputs, samples,
+                              device)
+        for name, model in models.items()
+    }
     base = results.get('vanilla')
     for result in results.values() if base is not None else ():
         result.speedup = result.images_per_second / base.images_per_second
-        if flops:
+        if spec.flops:
             result.flop_ratio = base.flops / result.flops
-    summary = _summary(results, models, inputs, mode, warmup, runs)
+    summary = _summary(results, models, inputs, spec.mode, spec.warmup,
+                       spec.runs)
     backbone = models[reference].backbone
     settings = dict(
         config=cfg.filename,
-        checkpoint=checkpoint,
-        mode=mode,
+        checkpoint=spec.checkpoint,
+        mode=spec.mode,
         shape=list(shape),
         batch_size=1,
-        warmup=warmup,
-        runs=runs,
+        warmup=spec.warmup,
+        runs=spec.runs,
         threads=torch.get_num_threads(),
         device=str(device),
         torch=torch.__version__,
         machine=platform.machine(),
         processor=platform.processor(),
-        cluster_layer=backbone.cluster_layer,
-        num_clusters=backbone.num_clusters,
-        k=backbone.k,
-        spatial_weight=backbone.spatial_weight,
-        window=backbone.window,
-        prop_attn=backbone.prop_attn,
+        clustering=backbone.clustering.to_dict(),
         patch_tokens=_patch_tokens(tokens[reference][:1],
                                    backbone.with_cls_token),
         kept_tokens=_patch_tokens(tokens[reference][-1:],
@@ -348,30 +436,27 @@ def run_benchmark(cfg: Config,
 
 def _summary(results: Dict[str, VariantResult], models: Dict[str, nn.Module],
              inputs: Tensor, mode: str, warmup: int,
-             runs: int) -> Dict[str, float]:
-    summary: Dict[str, float] = {}
-
-    def ratio(key: str, numerator: float, denominator: float) -> None:
-        summary[key] = numerator / denominator
-
+             runs: int) -> Summary:
+    summary = Summary()
     for ailurus, ideal in (('ailurus', 'ideal'),
                            ('ailurus_merged', 'ideal_merged')):
         if ailurus in results and ideal in results:
-            ratio(f'{ailurus}_over_{ideal}_time',
-                  results[ailurus].seconds.min, results[ideal].seconds.min)
-    if 'nothing_merged' in results and 'vanilla' in results:
-        summary['nothing_merged_speedup'] = results['nothing_merged'].speedup
+            summary.over_ideal[ailurus] = (results[ailurus].seconds.min /
+                                           results[ideal].seconds.min)
+    vanilla = results.get('vanilla')
+    if 'nothing_merged' in results and vanilla is not None:
+        summary.nothing_merged_speedup = results['nothing_merged'].speedup
     for name in ('ailurus', 'ailurus_merged'):
-        if name in results and 'vanilla' in results:
-            for part, seconds in results[name].stages.items():
-                if part in results['vanilla'].stages:
-                    ratio(f'{name}_{part}_speedup',
-                          results['vanilla'].stages[part].min, seconds.min)
+        if name in results and vanilla is not None:
+            summary.stage_speedups[name] = {
+                part: vanilla.stages[part].min / seconds.min
+                for part, seconds in results[name].stages.items()
+                if part in vanilla.stages}
     if 'ailurus_prop_attn' in results and 'ailurus' in results and \
             'backbone' in results['ailurus'].stages:
-        ratio('prop_attn_backbone_time_ratio',
-              results['ailurus_prop_attn'].stages['backbone'].min,
-              results['ailurus'].stages['backbone'].min)
+        summary.prop_attn_backbone_time_ratio = (
+            results['ailurus_prop_attn'].stages['backbone'].min /
+            results['ailurus'].stages['backbone'].min)
     if mode == 'infer':
         name = next(n for n in ('ailurus', 'ailurus_merged',
                                 'ailurus_prop_attn') if n in models)
@@ -380,14 +465,14 @@ def _summary(results: Dict[str, VariantResult], models: Dict[str, nn.Module],
         recover = getattr(model.neck, 'recover', model.neck)
         cluster_s, recover_s = stage_times(model.backbone, recover, inputs,
                                            warmup, runs)
-        summary.update(cluster_merge_seconds=cluster_s,
-                       recover_seconds=recover_s,
-                       cluster_recover_share=(cluster_s + recover_s) /
-                       results[name].seconds.min)
+        summary.cluster_merge_seconds = cluster_s
+        summary.recover_seconds = recover_s
+        summary.cluster_recover_share = (cluster_s + recover_s) / \
+            results[name].seconds.min
         if 'ailurus_merged' in results:
-            summary['cluster_share_merged'] = (
+            summary.cluster_share_merged = (
                 cluster_s / results['ailurus_merged'].seconds.min)
-            summary['merged_head_all_tokens_time_ratio'] = \
+            summary.merged_head_all_tokens_time_ratio = \
                 merged_head_kernel_ratio(models['ailurus_merged'], inputs,
                                          warmup, runs)
     return summary

@@ -1,0 +1,192 @@
+"""The accuracy grid's report: CSV (every knob of every row), markdown
+tables and one plot (mIoU against the tokens kept)."""
+import csv
+from typing import Any, List, Sequence
+
+from ailurus_mm.ops import ClusterConfig
+from .grid import Row
+
+BASE_FIELDS = ('split', 'tokens', 'setting', 'prop_attn', 'keep',
+               'kept_tokens', 'layer_fraction', 'miou', 'miou_a', 'miou_b',
+               'drop', 'drop_a', 'drop_b', 'noise')
+
+
+def _cell(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value
+
+
+def write_csv(rows: Sequence[Row], path: str) -> None:
+    """One line per row: the scores, every ``ClusterConfig`` knob (empty
+    for the vanilla model), and ``iou.<class>`` / ``drop.<class>`` of the
+    focus classes."""
+    classes = list(dict.fromkeys(c for r in rows for c in r.class_iou))
+    fields = list(BASE_FIELDS) + list(ClusterConfig.names()) + \
+        [f'iou.{c}' for c in classes] + [f'drop.{c}' for c in classes]
+    with open(path, 'w', newline='') as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for row in rows:
+            record = {k: _cell(getattr(row, k)) for k in BASE_FIELDS}
+            record.update({k: row.knobs.get(k, '') for k in
+                           ClusterConfig.names()})
+            record.update({f'iou.{c}': _cell(v)
+                           for c, v in row.class_iou.items()})
+            record.update({f'drop.{c}': _cell(v)
+                           for c, v in row.class_drop.items()})
+            writer.writerow(record)
+
+
+def _parse(value: str) -> Any:
+    import ast
+    if value == '':
+        return None
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value
+
+
+def read_csv(path: str) -> List[Row]:
+    """The rows of :func:`write_csv`."""
+    rows = []
+    with open(path) as f:
+        for record in csv.DictReader(f):
+            values = {k: _parse(record[k]) for k in BASE_FIELDS}
+            values['setting'] = record['setting']
+            values['split'] = record['split']
+            knobs = {k: _parse(record[k]) for k in ClusterConfig.names()
+                     if k in record}
+            if values['setting'] == 'vanilla':
+                knobs = {}
+            row = Row(**{k: values[k] for k in (
+                'split', 'tokens', 'setting', 'prop_attn', 'keep',
+                'kept_tokens', 'layer_fraction', 'miou', 'miou_a',
+                'miou_b')}, knobs=knobs)
+            row.drop, row.drop_a, row.drop_b, row.noise = (
+                values[k] for k in ('drop', 'drop_a', 'drop_b', 'noise'))
+            row.class_iou = {k[4:]: float(v) for k, v in record.items()
+                             if k.startswith('iou.') and v != ''}
+            row.class_drop = {k[5:]: float(v) for k, v in record.items()
+                              if k.startswith('drop.') and v != ''}
+            rows.append(row)
+    return rows
+
+
+def _vanilla(rows: Sequence[Row], split: str) -> Row:
+    return next(r for r in rows if r.split == split and r.is_vanilla)
+
+
+def drop_table(rows: Sequence[Row], split: str, label: str = '') -> str:
+    """Drops (with noise) of every setting x ``prop_attn`` at every keep."""
+    split_rows = [r for r in rows if r.split == split and not r.is_vanilla]
+    vanilla = _vanilla(rows, split)
+    keeps = sorted({r.keep for r in split_rows}, reverse=True)
+    lines = [
+        f'{label + ": " if label else ""}split {split} ({vanilla.tokens} '
+        f'tokens), vanilla mIoU {vanilla.miou:.2f}; mIoU drop (+- noise) '
+        'at each keep ratio, no fine-tuning:', '',
+        '| setting | prop_attn | ' + ' | '.join(
+            f'keep {k}' for k in keeps) + ' |',
+        '| --- | --- | ' + ' | '.join('---' for _ in keeps) + ' |'
+    ]
+    for name in dict.fromkeys(r.setting for r in split_rows):
+        for attn in (False, True):
+            cells = []
+            for keep in keeps:
+                match = [r for r in split_rows if r.setting == name and
+                         r.prop_attn == attn and r.keep == keep]
+                cells.append(f'{match[0].drop:.2f} +- {match[0].noise:.2f}'
+                             if match else '-')
+            if any(c != '-' for c in cells):
+                lines.append(f'| {name} | {attn} | ' + ' | '.join(cells) +
+                             ' |')
+    return '\n'.join(lines)
+
+
+def class_table(rows: Sequence[Row], split: str, keep: float) -> str:
+    """Per-class IoU drops of the focus classes at ``keep``."""
+    split_rows = [r for r in rows if r.split == split and not r.is_vanilla
+                  and r.keep == keep]
+    vanilla = _vanilla(rows, split)
+    classes = list(vanilla.class_iou)
+    if not classes or not split_rows:
+        return ''
+    lines = [
+        f'Split {split}: IoU drop of the small and thin classes at keep '
+        f'{keep} (vanilla IoU: ' + ', '.join(
+            f'{c} {v:.1f}' for c, v in vanilla.class_iou.items()) + '):',
+        '', '| setting | prop_attn | ' + ' | '.join(classes) + ' |',
+        '| --- | --- | ' + ' | '.join('---' for _ in classes) + ' |'
+    ]
+    for row in split_rows:
+        lines.append(f'| {row.setting} | {row.prop_attn} | ' + ' | '.join(
+            f'{row.class_drop.get(c, float("nan")):.2f}' for c in classes)
+            + ' |')
+    return '\n'.join(lines)
+
+
+def _off_changes_ranking(rows: Sequence[Row], name: str) -> bool:
+    """Whether ``name`` without ``prop_attn`` ranks differently among the
+    ``prop_attn`` lines than with it, at some keep."""
+    for keep in {r.keep for r in rows}:
+        at = {r.setting: r.miou for r in rows
+              if r.keep == keep and r.prop_attn}
+        off = [r.miou for r in rows if r.keep == keep and
+               r.setting == name and r.prop_attn is False]
+        if name not in at or not off:
+            continue
+        others = [v for k, v in at.items() if k != name]
+        if sum(v > at[name] for v in others) != sum(v > off[0]
+                                                    for v in others):
+            return True
+    return False
+
+
+def plot(rows: Sequence[Row], path: str, title: str,
+         x: str = 'keep') -> None:
+    """mIoU against the fraction of tokens kept, one panel per split, one
+    line per setting with ``prop_attn`` (solid); the line without it
+    (dashed) only where it changes the ranking; the vanilla model as a
+    horizontal line. Uses matplotlib's object API with the Agg canvas (no
+    backend switch)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    splits = list(dict.fromkeys(r.split for r in rows))
+    fig = Figure(figsize=(6.2 * len(splits), 4.8), dpi=100)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(splits), squeeze=False)[0]
+    names = list(dict.fromkeys(r.setting for r in rows if not r.is_vanilla))
+    from matplotlib import colormaps
+    colours = colormaps['tab10'].colors + colormaps['Dark2'].colors
+    for ax, split in zip(axes, splits):
+        split_rows = [r for r in rows if r.split == split
+                      and not r.is_vanilla]
+        vanilla = _vanilla(rows, split)
+        for i, name in enumerate(names):
+            mine = [r for r in split_rows if r.setting == name]
+            has_on = any(r.prop_attn for r in mine)
+            for attn, style in ((True, '-'), (False, '--')):
+                if attn is False and has_on and \
+                        not _off_changes_ranking(split_rows, name):
+                    continue
+                points = sorted((getattr(r, x), r.miou) for r in mine
+                                if bool(r.prop_attn) == attn)
+                if not points:
+                    continue
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, 'o' + style, color=colours[i % len(colours)],
+                        markersize=3, label=name if attn or not has_on
+                        else f'{name}, no prop_attn')
+        ax.axhline(vanilla.miou, color='k', linewidth=0.8,
+                   label='vanilla')
+        ax.set_xlabel('fraction of tokens kept' if x == 'keep' else
+                      'mean fraction of tokens per layer')
+        ax.set_ylabel('mIoU')
+        ax.set_title(f'{split}: {vanilla.tokens} tokens')
+        ax.invert_xaxis()
+        ax.grid(alpha=0.3)
+    axes[-1].legend(fontsize=7, ncol=2)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path)
