@@ -1,0 +1,1 @@
+"""Benchmarks the project owns: their data, models and training."""
