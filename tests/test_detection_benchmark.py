@@ -1,4 +1,6 @@
-"""The detection accuracy benchmark: the synthetic COCO scenes."""
+"""The detection accuracy benchmark: the synthetic COCO scenes, the vanilla
+plain-ViT Mask R-CNN config trained on them, training and export."""
+import copy
 import hashlib
 import json
 import os
@@ -7,11 +9,19 @@ import os.path as osp
 import cv2
 import numpy as np
 import pytest
+import torch
+from mmengine.config import Config
 
 from ailurus_mm.benchmarks.detection.instances import (
     DET_CLASSES, ID_STRIDE, MIN_AREA, TRAIN_SPLIT, VAL_2X_SPLIT, VAL_SPLIT,
     coco_split, make_detection_proxy, render_instances)
+from ailurus_mm.benchmarks.detection.train import (DETECTOR_CONFIG,
+                                                   detector_config,
+                                                   export_fp16, train_detector)
 from ailurus_mm.testing.scenes import _BY_NAME, render_scene
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+CONFIG = osp.join(REPO, 'configs', DETECTOR_CONFIG)
 
 # sha256 of render_scene's image and label bytes at these (seed, size),
 # computed from render_scene before its painting was split into
@@ -20,6 +30,49 @@ from ailurus_mm.testing.scenes import _BY_NAME, render_scene
 # change (numpy 1.26, OpenCV 4.11).
 RENDER_SCENE_SHA256 = (
     '588af25075657dad466563e3524c42bca02fa1a36bd95d7828f246b4036218e2')
+
+# The detector config shrunk to seconds on a CPU: a 2-layer ViT of 32
+# dims, 64x64 images (4x4 tokens), 2 iterations, evaluated at the end. The
+# data root is the real config's until detector_config sets it.
+TINY_DETECTOR = '''
+_base_ = [{config!r}]
+image_size = (64, 64)
+model = dict(
+    data_preprocessor=dict(batch_augments=[
+        dict(type='BatchFixedSizePad', size=image_size, pad_mask=True)]),
+    backbone=dict(img_size=image_size, embed_dims=32, num_layers=2,
+                  num_heads=2, mlp_ratio=2, out_indices=(1, )),
+    neck=dict(in_channels=32, out_channels=16),
+    rpn_head=dict(in_channels=16, feat_channels=16),
+    roi_head=dict(
+        bbox_roi_extractor=dict(out_channels=16),
+        bbox_head=dict(in_channels=16, fc_out_channels=32),
+        mask_roi_extractor=dict(out_channels=16),
+        mask_head=dict(in_channels=16, conv_out_channels=16)),
+    # score_thr=0: an untrained model still detects something to evaluate
+    test_cfg=dict(rcnn=dict(score_thr=0.0, max_per_img=20)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='RandomResize', scale=image_size, ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_type='absolute_range',
+         crop_size=image_size, recompute_bbox=True,
+         allow_negative_crop=True),
+    dict(type='FilterAnnotations', min_gt_bbox_wh=(1e-2, 1e-2)),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs')]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False)
+test_dataloader = val_dataloader
+max_iters = 2
+param_scheduler = [dict(type='LinearLR', start_factor=0.5, begin=0, end=2,
+                        by_epoch=False)]
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+default_hooks = dict(logger=dict(interval=1),
+                     checkpoint=dict(interval=max_iters))
+'''
 
 
 def _box_of(mask: np.ndarray) -> np.ndarray:
@@ -197,3 +250,129 @@ def test_the_2x_split_holds_the_same_scenes(proxy_root):
                             (128, 128), interpolation=cv2.INTER_AREA)
         distances = [np.abs(shrunk - one).mean() for one in ones]
         assert int(np.argmin(distances)) == k, distances
+
+
+def test_config_fits_the_generated_data(tmp_path):
+    cfg = detector_config(str(tmp_path / 'data'), str(tmp_path / 'work'))
+    assert cfg.filename == CONFIG
+    assert cfg.train_dataloader.dataset.data_root == \
+        str(tmp_path / 'data') + '/'
+    assert tuple(cfg.DET_CLASSES) == DET_CLASSES
+    assert cfg.model.roi_head.bbox_head.num_classes == len(DET_CLASSES)
+    assert cfg.model.roi_head.mask_head.num_classes == len(DET_CLASSES)
+    assert cfg.model.backbone.init_cfg is None  # from scratch
+    for loader, split in (('train_dataloader', TRAIN_SPLIT),
+                          ('val_dataloader', VAL_SPLIT)):
+        dataset = cfg[loader].dataset
+        assert tuple(dataset.metainfo['classes']) == DET_CLASSES
+        assert dataset.ann_file == coco_split(split).ann_file
+        assert dataset.data_prefix['img'] == coco_split(split).img_prefix
+    assert cfg.val_evaluator.metric == ['bbox', 'segm']
+    for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+        assert evaluator.ann_file == \
+            str(tmp_path / 'data' / coco_split(VAL_SPLIT).ann_file)
+    assert cfg.optim_wrapper.type == 'ailurus_mm.AutocastOptimWrapper'
+    assert cfg.train_cfg.max_iters == 2000
+    assert '-2k_' in osp.basename(CONFIG)
+
+
+def test_the_full_model_exports_under_16_mb():
+    from mmdet.registry import MODELS
+    from mmengine.registry import init_default_scope
+
+    import ailurus_mm.models.det  # noqa: F401  (registration)
+
+    init_default_scope('mmdet')
+    model = MODELS.build(Config.fromfile(CONFIG).model)
+    state_dict = model.state_dict()
+    backbone = sum(v.numel() for k, v in state_dict.items()
+                   if k.startswith('backbone.'))
+    assert 5.5e6 < backbone < 5.7e6, backbone  # ViT-T/16
+    fp16_bytes = sum(2 * v.numel() if v.is_floating_point() else
+                     v.element_size() * v.numel()
+                     for v in state_dict.values())
+    assert fp16_bytes < 15.5e6, fp16_bytes
+
+
+@pytest.mark.parametrize('split,size', [(TRAIN_SPLIT, 128),
+                                        (VAL_2X_SPLIT, 256)])
+def test_mmdet_reads_the_tree_with_the_config_pipeline(proxy_root, split,
+                                                       size):
+    from mmdet.datasets import CocoDataset
+    from mmdet.structures.mask import BitmapMasks
+    from mmengine.registry import init_default_scope
+
+    init_default_scope('mmdet')
+    cfg = Config.fromfile(CONFIG)
+    train = split == TRAIN_SPLIT
+    pipeline = cfg.train_pipeline if train else cfg.test_pipeline
+    dataset = CocoDataset(
+        data_root=proxy_root, ann_file=coco_split(split).ann_file,
+        data_prefix=dict(img=coco_split(split).img_prefix),
+        metainfo=dict(classes=DET_CLASSES), pipeline=pipeline,
+        test_mode=not train)
+    assert len(dataset) == (6 if train else 4)
+    assert dataset.metainfo['classes'] == DET_CLASSES
+    raw = dataset.get_data_info(0)
+    assert len(raw['instances']) >= 1
+    sample = dataset[0]
+    inputs, data_sample = sample['inputs'], sample['data_samples']
+    if train:
+        # LSJ rescales the 128x128 image to 320x320 times 0.5-2 and crops
+        # it to at most 320x320 (the batch is padded to 320x320)
+        np.random.seed(0)  # mmcv's transforms draw from numpy's global
+        sides = [side for _ in range(12)
+                 for side in dataset[0]['inputs'].shape[1:]]
+        assert all(160 <= side <= 320 for side in sides), sides
+        assert len(set(sides)) > 1, sides  # jittered
+    else:  # validation images keep their size
+        assert tuple(inputs.shape) == (3, size, size)
+        gt = data_sample.gt_instances
+        assert len(gt) == len(raw['instances'])
+        assert isinstance(gt.masks, BitmapMasks)
+        assert gt.masks.masks.shape == (len(gt), size, size)
+        assert int(gt.labels.max()) < len(DET_CLASSES)
+
+
+def test_tiny_detector_trains_evaluates_exports_and_reloads(tmp_path):
+    from mmdet.registry import MODELS
+    from mmengine.runner import Runner
+
+    from ailurus_mm.apis.checkpoint import (CheckpointMismatchError,
+                                            load_model_checkpoint)
+
+    root = str(tmp_path / 'data') + '/'
+    make_detection_proxy(root, num_train=4, num_val=2, size=64, seed=1,
+                         workers=1)
+    path = tmp_path / 'tiny.py'
+    path.write_text(TINY_DETECTOR.format(config=CONFIG))
+    cfg = detector_config(root, str(tmp_path / 'train'), str(path))
+    assert cfg.val_evaluator.ann_file == \
+        root + 'annotations/instances_val2017.json'
+    checkpoint = train_detector(cfg)
+    assert checkpoint == osp.join(cfg.work_dir, 'iter_2.pth')
+    assert osp.isfile(checkpoint)
+
+    exported = export_fp16(checkpoint, str(tmp_path / 'fp16.pth'), cfg)
+    saved = torch.load(exported, weights_only=True)
+    assert sorted(saved) == ['meta', 'state_dict']
+    assert saved['meta']['dataset_meta']['classes'] == DET_CLASSES
+    floats = [v for v in saved['state_dict'].values()
+              if v.is_floating_point()]
+    assert floats and all(v.dtype == torch.float16 for v in floats)
+
+    # reloads strictly, and evaluates with CocoMetric (boxes and masks)
+    test_cfg = detector_config(root, str(tmp_path / 'test'), str(path))
+    test_cfg.load_from = exported
+    runner = Runner.from_cfg(test_cfg)
+    load_model_checkpoint(runner.model, exported)
+    metrics = runner.test()
+    for key in ('coco/bbox_mAP', 'coco/segm_mAP', 'coco/bbox_mAP_s'):
+        assert key in metrics, sorted(metrics)
+        assert -1 <= metrics[key] <= 1, (key, metrics[key])
+    # strictly: a head for other classes does not take it
+    other = copy.deepcopy(test_cfg.model)
+    other.roi_head.bbox_head.num_classes = 3
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'shape mismatch \(4\).*fc_cls'):
+        load_model_checkpoint(MODELS.build(other), exported)
