@@ -19,6 +19,12 @@ Labels are ADE20K ids (``1 + the 0-based index of the class in mmseg's
 ADE20KDataset``), so the dataset is read by mmseg's own ``ADE20KDataset``
 with ``metainfo=dict(classes=PROXY_CLASSES)``: mmseg maps the ids to
 ``0..len(PROXY_CLASSES) - 1`` and everything else to 255.
+
+The painting steps (:class:`SceneCanvas`, :func:`paint_stuff`,
+:func:`random_object`, :func:`class_shape`) also draw the detection
+benchmark's scenes (:mod:`ailurus_mm.benchmarks.detection.instances`);
+:func:`render_scene` itself must not change (the segmentation benchmark's
+shipped model was trained on its output; a test pins its hash).
 """
 import os
 import os.path as osp
