@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ailurus_mm.benchmarks.accuracy.scenes import (PROXY_CLASSES, ade20k_label,
-                                       make_proxy_ade20k, render_scene)
+from ailurus_mm.benchmarks.accuracy.scenes import (PROXY_CLASSES,
+                                                   ade20k_label,
+                                                   make_proxy_ade20k,
+                                                   render_scene)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROXY = osp.join(REPO, 'configs', 'proxy',
@@ -128,7 +130,8 @@ def test_fastest_within_the_rule_on_every_split():
     rows += [_row('2x', 'ailurus', 0.5, 0.2), _row('1x', 'ailurus', 0.5, 0.4),
              _row('2x', 'ailurus', 0.25, 0.6, noise=0.2),
              _row('1x', 'ailurus', 0.25, 0.9),
-             _row('2x', 'ailurus', 0.15, 0.4), _row('1x', 'ailurus', 0.15, 2.0),
+             _row('2x', 'ailurus', 0.15, 0.4),
+             _row('1x', 'ailurus', 0.15, 2.0),
              _row('2x', 'tome', 0.15, 0.0), _row('1x', 'tome', 0.15, 0.0)]
     rule = {'2x': 0.5, '1x': 1.0}
     chosen = fastest_within(rows, rule)
@@ -318,7 +321,7 @@ def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
     (['--device', 'cuda'], r'--device cuda: CUDA is not available here'),
 ])
 def test_accuracy_benchmark_refuses_settings_up_front(tmp_path, capsys,
-                                                       flags, match):
+                                                      flags, match):
     from ailurus_mm.benchmarks.cli import accuracy_main
 
     if 'cuda' in flags and torch.cuda.is_available():

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from ailurus_mm.benchmarks.accuracy.finetune import (FT_LR_FACTOR,
-                                                    FT_SCHEDULE_FRACTION)
+                                                     FT_SCHEDULE_FRACTION)
 from ailurus_mm.ops import ClusterConfig
 from conftest import CONFIGS
 
@@ -517,8 +517,8 @@ def test_camvid_no_ft_differs_from_its_vanilla_twin_only_by_ailurus():
         'AiluRusEncoderDecoder', 'EncoderDecoder')
     assert model.pop('merged_decode') is True
     assert (model['backbone'].pop('type'),
-            twin_model['backbone'].pop('type')) == ('AiluRusViT',
-                                                   'VisionTransformer')
+            twin_model['backbone'].pop('type')) == (
+                'AiluRusViT', 'VisionTransformer')
     assert model.pop('neck') == {'type': 'TokenRecover'}
     assert model == twin_model
     for key in ('train_dataloader', 'test_dataloader', 'test_evaluator',

@@ -411,7 +411,7 @@ def with_key(state_dict: dict, key: str) -> dict:
 ])
 def test_unsupported_keys_are_refused(state_dict, match):
     from ailurus_mm.weights import (UnsupportedCheckpointError,
-                                         convert_state_dict)
+                                    convert_state_dict)
 
     with pytest.raises(UnsupportedCheckpointError, match=match):
         convert_state_dict(state_dict())
@@ -431,7 +431,7 @@ def test_module_prefix_is_stripped():
 
 def test_npz_is_refused_with_advice(tmp_path):
     from ailurus_mm.weights import (UnsupportedCheckpointError,
-                                         convert_checkpoint)
+                                    convert_checkpoint)
 
     with pytest.raises(UnsupportedCheckpointError,
                        match=r'\.npz \(JAX/big_vision\).*timm\.create_model'):
@@ -443,7 +443,7 @@ def test_safetensors_without_package_is_explained(tmp_path, monkeypatch):
     import sys
 
     from ailurus_mm.weights import (UnsupportedCheckpointError,
-                                         convert_checkpoint)
+                                    convert_checkpoint)
 
     monkeypatch.setitem(sys.modules, 'safetensors', None)
     monkeypatch.setitem(sys.modules, 'safetensors.torch', None)

@@ -50,8 +50,8 @@ class RankDumpHook(Hook):
 @pytest.mark.skipif(torch.cuda.is_available(), reason='the CPU path')
 def test_two_gloo_ranks_train_and_synchronise(tmp_path, ade20k_root):
     from ailurus_mm.checkpoint import (check_state_dict,
-                                            checkpoint_state_dict,
-                                            read_checkpoint)
+                                       checkpoint_state_dict,
+                                       read_checkpoint)
 
     (tmp_path / 'rank_dump.py').write_text(RANK_DUMP)
     cfg = write_tiny_config(

@@ -35,6 +35,55 @@ def test_every_token_in_one_nonempty_cluster(reducer, num_clusters):
     assert (out.anchors.diff(dim=1) > 0).all()
 
 
+def _contract_holds(out, num_tokens, num_clusters):
+    counts = torch.stack([torch.bincount(i, minlength=num_clusters)
+                          for i in out.index])
+    return (out.sizes.shape[1] == num_clusters
+            and torch.equal(counts.to(out.sizes.dtype), out.sizes)
+            and bool((out.sizes > 0).all())
+            and out.sizes.sum(1).tolist() == [num_tokens] * len(out.sizes)
+            and bool((out.anchors.diff(dim=1) > 0).all()))
+
+
+def _degenerate(kind):
+    x = _tokens(batch=2, hw=(4, 4))
+    if kind == 'huge':  # squared distances overflow float32
+        return x * 1e20
+    if kind == 'tiny':  # and underflow
+        return x * 1e-30
+    if kind == 'constant':
+        return torch.ones_like(x)
+    if kind == 'nan':
+        x[0, 3] = float('nan')
+        return x
+    if kind == 'inf':
+        x[1, :5] = float('inf')
+        x[1, 7] = -float('inf')
+        return x
+    return torch.zeros_like(x)
+
+
+@pytest.mark.parametrize('reducer', list(REDUCERS))
+@pytest.mark.parametrize('kind', ['huge', 'tiny', 'constant', 'nan', 'inf',
+                                  'zeros'])
+def test_the_contract_holds_on_degenerate_features(reducer, kind):
+    """Distinct anchors, no empty cluster, sizes summing to N, whatever the
+    features (non-finite ones are treated as 0 for the selection)."""
+    out = cluster_tokens(_degenerate(kind), (4, 4), 4, reducer=reducer)
+    assert _contract_holds(out, 16, 4), (out.anchors, out.sizes)
+
+
+@pytest.mark.parametrize('reducer', list(REDUCERS))
+def test_a_power_of_two_scale_changes_nothing(reducer):
+    """The selection is invariant to a per-image scale; the conditioning
+    against overflow rescales by a power of two, which is exact."""
+    x = _tokens(batch=2, hw=(6, 7))
+    reference = cluster_tokens(x, (6, 7), 0.3, reducer=reducer)
+    for scale in (2.0**40, 2.0**-40, 3.0):
+        out = cluster_tokens(x * scale, (6, 7), 0.3, reducer=reducer)
+        assert torch.equal(out.index, reference.index), scale
+
+
 @pytest.mark.parametrize('reducer', list(REDUCERS))
 def test_deterministic_and_batch_invariant(reducer):
     x = _tokens(batch=3)

@@ -338,8 +338,8 @@ def test_variants_of_a_merged_decoding_config(tiny):
     from mmengine.config import Config
 
     from ailurus_mm.benchmarks.variants import (config_variant,
-                                              supports_merged_decode,
-                                              variant_model_cfgs)
+                                                supports_merged_decode,
+                                                variant_model_cfgs)
 
     cfg = Config.fromfile(tiny[0])
     # Our Segmenter configs decode on the merged tokens.
@@ -439,8 +439,8 @@ def test_presets_cover_every_reducer():
     (['--threads', '0'], r'--threads must be >= 1, got 0'),
 ])
 def test_sweep_refuses_settings_before_evaluating(tiny, tmp_path,
-                                                   monkeypatch, capsys,
-                                                   flags, match):
+                                                  monkeypatch, capsys,
+                                                  flags, match):
     import ailurus_mm.benchmarks.sweep as sweep
     from ailurus_mm.benchmarks.cli import sweep_main
 

@@ -19,10 +19,17 @@ Labels are ADE20K ids (``1 + the 0-based index of the class in mmseg's
 ADE20KDataset``), so the dataset is read by mmseg's own ``ADE20KDataset``
 with ``metainfo=dict(classes=PROXY_CLASSES)``: mmseg maps the ids to
 ``0..len(PROXY_CLASSES) - 1`` and everything else to 255.
+
+The painting steps (:class:`SceneCanvas`, :func:`paint_stuff`,
+:func:`random_object`, :func:`class_shape`) also draw the detection
+benchmark's scenes (:mod:`ailurus_mm.benchmarks.detection.instances`);
+:func:`render_scene` itself must not change (the segmentation benchmark's
+shipped model was trained on its output; a test pins its hash).
 """
 import os
 import os.path as osp
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
+                    Tuple)
 
 import numpy as np
 
@@ -110,6 +117,163 @@ def _shape_mask(kind: str, u: np.ndarray, v: np.ndarray, cx: float,
     return (b < 1) & (b > -1) & (np.abs(a) < (1 + b) / 2)
 
 
+SHAPES = ('ellipse', 'rect', 'triangle')
+CLUTTER_TEXTURES = ('smooth', 'noise', 'hstripes', 'dots', 'checker')
+
+
+class Shape(NamedTuple):
+    """One object of a scene, in normalised image coordinates.
+
+    Attributes:
+        name: Its class, or ``None`` for unlabelled clutter.
+        kind: One of :data:`SHAPES`.
+        centre: ``(x, y)`` in ``[0, 1]``.
+        radii: Half-extents ``(rx, ry)`` along the shape's own axes.
+        angle: Rotation in radians.
+        colour: Base colour (BGR).
+        texture: A texture name (see ``_texture``).
+    """
+    name: Optional[str]
+    kind: str
+    centre: Tuple[float, float]
+    radii: Tuple[float, float]
+    angle: float
+    colour: Tuple[float, ...]
+    texture: str
+
+
+class SceneCanvas:
+    """A scene being painted: later layers occlude earlier ones.
+
+    Every random draw comes from ``rng`` in call order, so a scene is a
+    function of the seed and of the sequence of calls, not of the
+    resolution (pixel noise aside).
+
+    Args:
+        rng: The scene's random generator (one value is drawn here: the
+            seed of the value noise).
+        height: Render height in pixels.
+        width: Render width in pixels.
+
+    Attributes:
+        u, v: ``[H, W]`` float32 normalised x and y of the pixel centres.
+        image: ``[H, W, 3]`` float32 BGR painted so far.
+        label: ``[H, W]`` uint8 ADE20K ids painted so far (0 = unlabelled).
+    """
+
+    def __init__(self, rng: np.random.Generator, height: int,
+                 width: int) -> None:
+        self.rng = rng
+        self.height, self.width = height, width
+        v, u = np.mgrid[0:height, 0:width].astype(np.float32)
+        self.u = (u + 0.5) / width
+        self.v = (v + 0.5) / height
+        self._noise_seed = int(rng.integers(2**31))
+        self.image = np.zeros((height, width, 3), np.float32)
+        self.label = np.zeros((height, width), np.uint8)
+
+    def noise(self, cells: float) -> np.ndarray:
+        """Value noise with ``cells`` cells per image side, ``[H, W]`` in
+        ``[-1, 1]``."""
+        import cv2
+
+        grid_rng = np.random.default_rng(self._noise_seed + int(cells))
+        size = int(cells) + 1
+        grid = grid_rng.uniform(-1, 1, (size, size)).astype(np.float32)
+        return cv2.resize(grid, (self.width, self.height),
+                          interpolation=cv2.INTER_CUBIC).clip(-1, 1)
+
+    def paint(self, mask: np.ndarray, name: Optional[str],
+              colour: Sequence[float], texture: str,
+              contrast: float) -> None:
+        """Paint ``texture`` in ``colour`` over the ``[H, W]`` bool
+        ``mask`` and label it ``name`` (``None``: unlabelled)."""
+        tex = _texture(texture, self.u, self.v, self.rng, self.noise)
+        shade = np.asarray(colour, np.float32) * self.rng.uniform(0.85, 1.15)
+        values = shade[None, None] * (1 + contrast * tex[..., None])
+        self.image[mask] = values[mask]
+        self.label[mask] = 0 if name is None else ade20k_label(name)
+
+    def paint_shape(self, shape: Shape, contrast: float = 0.3) -> np.ndarray:
+        """Paint ``shape``; returns its ``[H, W]`` bool mask (before any
+        later layer occludes it)."""
+        mask = _shape_mask(shape.kind, self.u, self.v, *shape.centre,
+                           *shape.radii, shape.angle)
+        self.paint(mask, shape.name, shape.colour, shape.texture, contrast)
+        return mask
+
+    def paint_pole(self, start: Tuple[float, float], end: Tuple[float, float],
+                   half_width: float) -> np.ndarray:
+        """Paint a pole (a thin segment from ``start`` to ``end``, ``(x, y)``
+        normalised, ``half_width`` of the side); returns its mask."""
+        (x0, y0), (x1, y1) = start, end
+        u, v = self.u, self.v
+        du, dv = x1 - x0, y1 - y0
+        length2 = du * du + dv * dv + 1e-9
+        t = np.clip(((u - x0) * du + (v - y0) * dv) / length2, 0, 1)
+        mask = (u - x0 - t * du)**2 + (v - y0 - t * dv)**2 < half_width**2
+        _, _, colour, texture = _BY_NAME['pole']
+        self.paint(mask, 'pole', colour, texture, 0.1)
+        return mask
+
+    def finish(self) -> np.ndarray:
+        """Apply the illumination gradient and pixel noise (two draws from
+        ``rng``); returns the ``[H, W, 3]`` uint8 BGR image."""
+        rng, u, v = self.rng, self.u, self.v
+        gx, gy = rng.uniform(-0.25, 0.25, 2)
+        image = self.image.copy()  # float32 throughout, in place
+        image *= (1 + gx * (u - 0.5) + gy * (v - 0.5))[..., None]
+        image += rng.normal(0, 8, image.shape).astype(np.float32)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
+
+def paint_stuff(canvas: SceneCanvas) -> None:
+    """Paint the scene's "stuff": a Voronoi partition into 3-6 regions of
+    :data:`STUFF` classes."""
+    rng, u, v = canvas.rng, canvas.u, canvas.v
+    num_regions = int(rng.integers(3, 7))
+    centres = rng.uniform(0, 1, (num_regions, 2))
+    dist = (u[None] - centres[:, 0, None, None])**2 + \
+        (v[None] - centres[:, 1, None, None])**2
+    region = dist.argmin(0)
+    for i in range(num_regions):
+        name = STUFF[int(rng.integers(len(STUFF)))]
+        _, _, colour, texture = _BY_NAME[name]
+        canvas.paint(region == i, name, colour, texture, 0.25)
+
+
+def class_shape(rng: np.random.Generator, name: Optional[str], kind: str,
+                centre: Tuple[float, float], radius: float, aspect: float,
+                angle: float) -> Shape:
+    """The :class:`Shape` of class ``name`` (``None``: clutter, whose
+    colour and texture are drawn from ``rng``)."""
+    if name is None:
+        colour = tuple(rng.uniform(30, 230, 3))
+        texture = CLUTTER_TEXTURES[int(rng.integers(len(CLUTTER_TEXTURES)))]
+    else:
+        _, _, colour, texture = _BY_NAME[name]
+    return Shape(name, kind, centre, (radius * aspect, radius / aspect),
+                 angle, colour, texture)
+
+
+def random_object(rng: np.random.Generator,
+                  clutter_rate: float = 0.2) -> Shape:
+    """An object of the segmentation scenes: a class of :data:`OBJECTS`
+    (or clutter, at ``clutter_rate``), radius log-uniform from 1/40 of the
+    side (half a patch at 320x320) to 0.33 (a third of the image area;
+    plants 0.025-0.06, one or two patches), anywhere, in any orientation."""
+    clutter = rng.random() < clutter_rate
+    name = None if clutter else OBJECTS[int(rng.integers(len(OBJECTS)))]
+    radius = float(np.exp(rng.uniform(np.log(0.025), np.log(0.33))))
+    if name == 'plant':
+        radius = rng.uniform(0.025, 0.06)
+    aspect = float(np.exp(rng.uniform(-0.6, 0.6)))
+    kind = SHAPES[int(rng.integers(len(SHAPES)))]
+    centre = (rng.uniform(0, 1), rng.uniform(0, 1))
+    return class_shape(rng, name, kind, centre, radius, aspect,
+                       rng.uniform(0, np.pi))
+
+
 def render_scene(seed: int, height: int,
                  width: int) -> Tuple[np.ndarray, np.ndarray]:
     """Render scene ``seed`` at ``height x width``.
@@ -122,83 +286,18 @@ def render_scene(seed: int, height: int,
         ``(image, label)``: ``[H, W, 3]`` uint8 BGR (before JPEG coding) and
         ``[H, W]`` uint8 ADE20K ids (0 = unlabelled).
     """
-    import cv2
-
     rng = np.random.default_rng(seed)
-    v, u = np.mgrid[0:height, 0:width].astype(np.float32)
-    u = (u + 0.5) / width
-    v = (v + 0.5) / height
-    noise_seed = int(rng.integers(2**31))
-
-    def noise(cells: float) -> np.ndarray:
-        """Value noise with ``cells`` cells per image side, in [-1, 1]."""
-        grid_rng = np.random.default_rng(noise_seed + int(cells))
-        size = int(cells) + 1
-        grid = grid_rng.uniform(-1, 1, (size, size)).astype(np.float32)
-        return cv2.resize(grid, (width, height),
-                          interpolation=cv2.INTER_CUBIC).clip(-1, 1)
-
-    image = np.zeros((height, width, 3), np.float32)
-    label = np.zeros((height, width), np.uint8)
-
-    def paint(mask: np.ndarray, name: Optional[str],
-              colour: Sequence[float], texture: str, contrast: float) -> None:
-        tex = _texture(texture, u, v, rng, noise)
-        shade = np.asarray(colour, np.float32) * rng.uniform(0.85, 1.15)
-        values = shade[None, None] * (1 + contrast * tex[..., None])
-        image[mask] = values[mask]
-        label[mask] = 0 if name is None else ade20k_label(name)
-
-    # Stuff: a Voronoi partition with a few seeds.
-    num_regions = int(rng.integers(3, 7))
-    centres = rng.uniform(0, 1, (num_regions, 2))
-    dist = (u[None] - centres[:, 0, None, None])**2 + \
-        (v[None] - centres[:, 1, None, None])**2
-    region = dist.argmin(0)
-    for i in range(num_regions):
-        name = STUFF[int(rng.integers(len(STUFF)))]
-        _, _, colour, texture = _BY_NAME[name]
-        paint(region == i, name, colour, texture, 0.25)
-
+    canvas = SceneCanvas(rng, height, width)
+    paint_stuff(canvas)
     # Objects (and clutter) in painting order: later ones occlude.
-    num_objects = int(rng.integers(4, 12))
-    for _ in range(num_objects):
-        clutter = rng.random() < 0.2
-        name = None if clutter else OBJECTS[int(rng.integers(len(OBJECTS)))]
-        # Radii from about half a patch at the training resolution (1/40
-        # of the image) up to ~0.33 of the side (a third of the image area).
-        radius = float(np.exp(rng.uniform(np.log(0.025), np.log(0.33))))
-        if name == 'plant':
-            radius = rng.uniform(0.025, 0.06)  # one or two patches
-        aspect = float(np.exp(rng.uniform(-0.6, 0.6)))
-        mask = _shape_mask(
-            ('ellipse', 'rect', 'triangle')[int(rng.integers(3))], u, v,
-            rng.uniform(0, 1), rng.uniform(0, 1), radius * aspect,
-            radius / aspect, rng.uniform(0, np.pi))
-        if clutter:
-            colour = rng.uniform(30, 230, 3)
-            texture = ('smooth', 'noise', 'hstripes', 'dots',
-                       'checker')[int(rng.integers(5))]
-        else:
-            _, _, colour, texture = _BY_NAME[name]
-        paint(mask, name, colour, texture, 0.3)
-
+    for _ in range(int(rng.integers(4, 12))):
+        canvas.paint_shape(random_object(rng))
     # Thin structures: poles and wires, 1/160 to 1/50 of the side wide.
     for _ in range(int(rng.integers(1, 5))):
         x0, y0, x1, y1 = rng.uniform(0, 1, 4)
-        half_width = rng.uniform(1 / 320, 1 / 100)
-        du, dv = x1 - x0, y1 - y0
-        length2 = du * du + dv * dv + 1e-9
-        t = np.clip(((u - x0) * du + (v - y0) * dv) / length2, 0, 1)
-        mask = (u - x0 - t * du)**2 + (v - y0 - t * dv)**2 < half_width**2
-        _, _, colour, texture = _BY_NAME['pole']
-        paint(mask, 'pole', colour, texture, 0.1)
-
-    # Illumination gradient, pixel noise.
-    gx, gy = rng.uniform(-0.25, 0.25, 2)
-    image *= (1 + gx * (u - 0.5) + gy * (v - 0.5))[..., None]
-    image += rng.normal(0, 8, image.shape).astype(np.float32)
-    return np.clip(image, 0, 255).astype(np.uint8), label
+        canvas.paint_pole((x0, y0), (x1, y1),
+                          rng.uniform(1 / 320, 1 / 100))
+    return canvas.finish(), canvas.label
 
 
 def _write(image_path: str, label_path: str, image: np.ndarray,

@@ -1,0 +1,1 @@
+"""The detection accuracy benchmark: synthetic COCO scenes, training."""
