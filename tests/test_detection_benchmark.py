@@ -376,3 +376,44 @@ def test_tiny_detector_trains_evaluates_exports_and_reloads(tmp_path):
     with pytest.raises(CheckpointMismatchError,
                        match=r'shape mismatch \(4\).*fc_cls'):
         load_model_checkpoint(MODELS.build(other), exported)
+
+
+def test_detection_benchmark_end_to_end(tmp_path):
+    """Generate, train a few iterations, evaluate every setting with
+    mmdet's CocoMetric at both lengths (halves included), report, choose,
+    fine-tune: the whole --task detection path on a tiny detector."""
+    from ailurus_mm.benchmarks.cli import accuracy_main
+    from ailurus_mm.benchmarks.detection.grid import HEADLINE, METRICS
+
+    path = tmp_path / 'tiny.py'
+    path.write_text(TINY_DETECTOR.format(config=CONFIG))
+    out = tmp_path / 'out'
+    summary = accuracy_main([
+        '--task', 'detection', '--out-dir', str(out), '--config', str(path),
+        '--num-train', '4', '--num-val', '4', '--size', '64', '--iters',
+        '2', '--reducers', 'ailurus', 'grid', '--keeps', '0.5',
+        '--prop-attn', 'on', '--layers', '0', '--ft-fraction', '0.5',
+        '--cfg-options', 'model.backbone.num_layers=3',
+        'model.backbone.out_indices=(2,)'])
+    with open(out / 'accuracy.csv') as f:
+        import csv
+        rows = list(csv.DictReader(f))
+    # 2 splits x (vanilla, ailurus, grid, ailurus@layer0)
+    assert [(r['split'], r['setting']) for r in rows] == [
+        (s, n) for s in ('1x', '2x')
+        for n in ('vanilla', 'ailurus', 'grid', 'ailurus@layer0')]
+    assert [int(r['tokens']) for r in rows[::4]] == [16, 64]
+    for row in rows:
+        assert all(row[m] != '' for m in METRICS)
+        if row['setting'] != 'vanilla':
+            assert all(row[f'noise.{m}'] != '' for m in HEADLINE)
+            assert row['reducer'] in ('dpc_knn', 'grid')
+    for name in ('accuracy.md', 'accuracy.png', 'summary.json'):
+        assert (out / name).stat().st_size > 0
+    assert 'synthetic proxy, not COCO' in (out / 'accuracy.md').read_text()
+    assert set(summary['vanilla']) == {'1x', '2x'}
+    assert summary['checkpoint'].endswith('.pth')
+    if summary['default_setting'] is not None:
+        ft = summary['finetune']
+        assert ft['iters'] == 1
+        assert set(ft['seconds_per_iter']) == {'finetune', 'control'}

@@ -91,6 +91,15 @@ def _load(parser: argparse.ArgumentParser, config: str, cfg_options):
         parser.error(str(error))
 
 
+def _start(parser: argparse.ArgumentParser, argv: Optional[List[str]]):
+    """Parse ``argv``, check ``--device`` and load the config: the first
+    steps of every tool with a config."""
+    args = parser.parse_args(argv)
+    _device(parser, args.device)
+    quiet_mmengine()
+    return args, _load(parser, args.config, args.cfg_options)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int,
@@ -139,10 +148,7 @@ def benchmark_main(argv: Optional[List[str]] = None):
     from .speed.run import BenchmarkSpec, run_benchmark
 
     parser = benchmark_parser()
-    args = parser.parse_args(argv)
-    _device(parser, args.device)
-    quiet_mmengine()
-    cfg = _load(parser, args.config, args.cfg_options)
+    args, cfg = _start(parser, argv)
     spec = BenchmarkSpec(
         checkpoint=args.checkpoint,
         shape=tuple(args.shape) if args.shape else None, mode=args.mode,
@@ -198,10 +204,7 @@ def sweep_main(argv: Optional[List[str]] = None) -> list:
     from .sweep import SweepSpec, run_sweep
 
     parser = sweep_parser()
-    args = parser.parse_args(argv)
-    _device(parser, args.device)
-    quiet_mmengine()
-    cfg = _load(parser, args.config, args.cfg_options)
+    args, cfg = _start(parser, argv)
     spec = SweepSpec(
         num_clusters=tuple(args.num_clusters),
         cluster_layers=tuple(args.cluster_layer) if args.cluster_layer
@@ -247,10 +250,7 @@ def visualize_main(argv: Optional[List[str]] = None) -> list:
     from .visualize import check_images, visualize_images
 
     parser = visualize_parser()
-    args = parser.parse_args(argv)
-    _device(parser, args.device)
-    quiet_mmengine()
-    cfg = _load(parser, args.config, args.cfg_options)
+    args, cfg = _start(parser, argv)
     try:
         check_images(args.images)
         from ailurus_mm.convert import model_clustering
@@ -284,8 +284,13 @@ def accuracy_parser() -> argparse.ArgumentParser:
         'evaluate every token reducer without fine-tuning, choose the '
         'defaults, fine-tune; writes accuracy.csv/png/md and summary.json. '
         'Synthetic proxy or CamVid-with-a-small-ViT figures, not ADE20K.')
+    parser.add_argument('--task', choices=('segmentation', 'detection'),
+                        default='segmentation',
+                        help='detection: the Mask R-CNN benchmark on the '
+                        'synthetic COCO proxy (mmdet\'s CocoMetric)')
     parser.add_argument('--dataset', choices=tuple(DATASETS),
-                        default='proxy')
+                        default='proxy',
+                        help='segmentation: the synthetic proxy or CamVid')
     parser.add_argument('--data-root',
                         help='CamVid in mmseg\'s layout (--dataset camvid)')
     parser.add_argument('--out-dir', default='work_dirs/accuracy')
@@ -295,8 +300,12 @@ def accuracy_parser() -> argparse.ArgumentParser:
                         'model (default: OUT_DIR/<its shipped name>)')
     parser.add_argument('--num-train', type=int, default=2000,
                         help='proxy training scenes')
-    parser.add_argument('--num-val', type=int, default=64,
-                        help='proxy validation scenes')
+    parser.add_argument('--layers', type=int, nargs='+', default=[3, 5],
+                        help='detection: cluster layers studied besides '
+                        'the default')
+    parser.add_argument('--num-val', type=int,
+                        help='proxy validation scenes (default: 64; '
+                        'detection: 100)')
     parser.add_argument('--size', type=int, default=320,
                         help='proxy training resolution (validation at it '
                         'and 2x)')
@@ -319,10 +328,10 @@ def accuracy_parser() -> argparse.ArgumentParser:
     parser.add_argument('--finetune-only', action='store_true',
                         help='only the fine-tuning study')
     parser.add_argument('--ft-fraction', type=float,
-                        default=FT_SCHEDULE_FRACTION,
                         help='fine-tuning iterations as a fraction of the '
-                        "vanilla training's (the ailurus-ft_ recipe: "
-                        '%(default)s)')
+                        "vanilla training's (default: the ailurus-ft_ "
+                        f'recipe, {FT_SCHEDULE_FRACTION}; detection: a '
+                        'short run, 0.125)')
     parser.add_argument('--ft-lr-factor', type=float, default=FT_LR_FACTOR,
                         help='fine-tuning learning rate as a factor of the '
                         "vanilla one (the ailurus-ft_ recipe: %(default)s)")
@@ -344,11 +353,15 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
     """``tools/accuracy_benchmark.py``; returns the summary."""
     import os.path as osp
 
-    from .accuracy.finetune import Recipe
+    from .accuracy.finetune import FT_SCHEDULE_FRACTION, Recipe
     from .accuracy.run import BenchmarkSpec, run_accuracy_benchmark
 
     parser = accuracy_parser()
     args = parser.parse_args(argv)
+    if args.task == 'detection':
+        return _detection_main(parser, args)
+    if args.num_val is None:
+        args.num_val = 64
     try:
         spec = BenchmarkSpec(
             dataset=args.dataset, out_dir=args.out_dir,
@@ -360,8 +373,8 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
                 args.prop_attn)),
             studies=tuple(args.studies), finetune=not args.no_finetune,
             finetune_only=args.finetune_only,
-            recipe=Recipe(args.ft_fraction, args.ft_lr_factor,
-                          args.ft_train_keep),
+            recipe=Recipe(args.ft_fraction or FT_SCHEDULE_FRACTION,
+                          args.ft_lr_factor, args.ft_train_keep),
             config=args.config, cfg_options=args.cfg_options,
             num_train=args.num_train, num_val=args.num_val, size=args.size,
             seed=args.seed, device=args.device, jobs=args.jobs,
@@ -384,6 +397,52 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
                   f"{s}: {r['setting']} prop_attn={r['prop_attn']} keep "
                   f"{r['keep']} (drop {r['drop']:.2f} +- {r['noise']:.2f})"
                   for s, r in chosen.items())))
+    print(f'wrote {osp.join(args.out_dir, "summary.json")}')
+    return summary
+
+
+def _detection_main(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> Dict:
+    import os.path as osp
+
+    from .accuracy.finetune import Recipe
+    from .detection.run import (DET_RECIPE, DetectionSpec,
+                                run_detection_benchmark)
+
+    if args.dataset != 'proxy' or args.data_root and not osp.isdir(
+            args.data_root):
+        parser.error('--task detection runs on its own generated COCO '
+                     'proxy (--data-root: where to generate it)')
+    try:
+        spec = DetectionSpec(
+            out_dir=args.out_dir, data_root=args.data_root,
+            checkpoint=args.checkpoint, export=args.export,
+            iters=args.iters,
+            presets=tuple(args.reducers) if args.reducers else None,
+            keeps=tuple(args.keeps) if args.keeps else DetectionSpec.keeps,
+            prop_attn=tuple(p == 'on' for p in dict.fromkeys(
+                args.prop_attn)),
+            layers=tuple(args.layers), finetune=not args.no_finetune,
+            recipe=Recipe(args.ft_fraction or DET_RECIPE.fraction,
+                          args.ft_lr_factor),
+            config=args.config, cfg_options=args.cfg_options,
+            num_train=args.num_train, num_val=args.num_val or 100,
+            size=args.size, seed=args.seed, device=args.device,
+            jobs=args.jobs, threads=args.threads, limit=args.limit)
+        spec.validate()
+    except (ValueError, TypeError, FileNotFoundError) as error:
+        parser.error(str(error))
+    _threads(parser, args.threads)
+    quiet_mmengine()
+    summary = run_detection_benchmark(spec)
+    print(summary['table'])
+    if 'finetune_table' in summary:
+        print(summary['finetune_table'])
+    chosen = summary['default_setting']
+    print(f"Mask R-CNN default ({summary['rule']}): " + (
+        'none' if chosen is None else
+        f"{chosen['setting']} prop_attn={chosen['prop_attn']} keep "
+        f"{chosen['keep']}"))
     print(f'wrote {osp.join(args.out_dir, "summary.json")}')
     return summary
 

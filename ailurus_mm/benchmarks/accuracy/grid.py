@@ -292,27 +292,21 @@ def evaluate_parallel(cfg: Config, dataset: AccuracyDataset,
     ``threads`` torch threads each (the figures do not depend on it); rows
     in the order of one process."""
     from ..models import load_weights
+    from ..parallel import spread
 
     splits = list(splits or dataset.splits)
     everything = [VANILLA_SETTING] + list(settings)
     if jobs <= 1:
         return evaluate(cfg, dataset, load_weights(checkpoint), settings,
                         splits, device, limit, log)
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    chunks = [everything[i::jobs] for i in range(jobs)]
-    work = [(cfg.pretty_text, dataset, checkpoint, chunk, splits, device,
-             limit, threads) for chunk in chunks if chunk]
     log(f'evaluating {len(everything)} settings x {len(splits)} splits in '
-        f'{len(work)} processes')
-    with ProcessPoolExecutor(
-            len(work), mp_context=multiprocessing.get_context('spawn')) as ex:
-        parts = list(ex.map(_evaluate_job, work))
-    order = {s.name + repr((s.prop_attn, s.keep)): i
+        f'{min(jobs, len(everything))} processes')
+    rows = spread(everything, jobs, lambda chunk: (
+        cfg.pretty_text, dataset, checkpoint, chunk, splits, device, limit,
+        threads), _evaluate_job)
+    order = {(s.name, s.prop_attn, s.keep): i
              for i, s in enumerate(everything)}
     split_order = {s.name: i for i, s in enumerate(splits)}
-    rows = [row for part in parts for row in part]
-    rows.sort(key=lambda r: (split_order[r.split], order[
-        r.setting + repr((r.prop_attn, r.keep))]))
+    rows.sort(key=lambda r: (split_order[r.split],
+                             order[(r.setting, r.prop_attn, r.keep)]))
     return add_drops(rows)

@@ -96,28 +96,35 @@ class BenchmarkSpec:
                              f'(its folder in mmseg\'s layout)')
         else:
             dataset.check_data_root(self.data_root)
-        if self.checkpoint is not None and not osp.isfile(self.checkpoint):
-            raise FileNotFoundError(
-                f'--checkpoint {self.checkpoint} does not exist')
-        find_presets(self.presets)
-        for keep in self.keeps or ():
-            ClusterConfig(num_clusters=keep)
+        check_common(self)
         unknown = sorted(set(self.studies) - set(STUDIES))
         if unknown:
             raise ValueError(f'unknown studies {unknown}; choose from '
                              f'{STUDIES}')
-        for name in ('jobs', 'threads', 'num_val', 'size'):
-            if getattr(self, name) < 1:
-                raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
-                                 f'got {getattr(self, name)}')
-        for name in ('iters', 'limit'):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise ValueError(f'--{name} must be >= 1, got {value}')
-        if self.device.startswith('cuda') and not torch.cuda.is_available():
-            raise ValueError(f'--device {self.device}: CUDA is not '
-                             'available here')
         return dataset
+
+
+def check_common(spec) -> None:
+    """The checks the segmentation and detection benchmarks share, on a
+    spec's ``checkpoint``, ``presets``, ``keeps``, ``jobs``, ``threads``,
+    ``num_val``, ``size``, ``iters``, ``limit`` and ``device``."""
+    if spec.checkpoint is not None and not osp.isfile(spec.checkpoint):
+        raise FileNotFoundError(
+            f'--checkpoint {spec.checkpoint} does not exist')
+    find_presets(spec.presets)
+    for keep in spec.keeps or ():
+        ClusterConfig(num_clusters=keep)
+    for name in ('jobs', 'threads', 'num_val', 'size'):
+        if getattr(spec, name) < 1:
+            raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
+                             f'got {getattr(spec, name)}')
+    for name in ('iters', 'limit'):
+        value = getattr(spec, name)
+        if value is not None and value < 1:
+            raise ValueError(f'--{name} must be >= 1, got {value}')
+    if spec.device.startswith('cuda') and not torch.cuda.is_available():
+        raise ValueError(f'--device {spec.device}: CUDA is not available '
+                         'here')
 
 
 def prepare_data(spec: BenchmarkSpec, dataset: AccuracyDataset,

@@ -1,0 +1,209 @@
+"""The detection accuracy benchmark, end to end: generate the synthetic COCO
+proxy, train the vanilla ViT-T Mask R-CNN with mmengine's Runner (or take
+``checkpoint``), evaluate every reducer with mmdet's ``CocoMetric`` at two
+lengths, report, choose the Mask R-CNN defaults, fine-tune.
+
+    python tools/accuracy_benchmark.py --task detection \\
+        --out-dir work_dirs/accuracy_det --jobs 2
+
+Figures come from a synthetic proxy: they rank settings, they are not COCO
+numbers.
+"""
+import copy
+import dataclasses
+import json
+import os
+import os.path as osp
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+
+from ailurus_mm.convert import ailurus_model_config
+from ailurus_mm.ops import ClusterConfig
+from ..accuracy.finetune import Recipe
+from ..accuracy.grid import VANILLA_SETTING, Setting, grid_settings
+from ..accuracy.run import check_common, layer_settings
+from ..accuracy.train import set_schedule
+from ..models import load_weights
+from ..presets import find_presets
+from . import report
+from .grid import SPLITS, DetEvaluator, evaluate_detection
+from .instances import make_detection_proxy
+from .train import detector_config, export_fp16, train_detector
+
+KEEPS = (0.65, 0.5, 0.35, 0.25)
+SHIPPED = 'mask-rcnn_vit-t_simplefpn_1xb4-2k_ailurus-proxy-320x320.pth'
+# A short fine-tuning run: an eighth of the vanilla schedule at 0.3x its
+# learning rate (the segmentation recipe's factor), and the control.
+DET_RECIPE = Recipe(fraction=0.125)
+
+
+@dataclasses.dataclass(frozen=True)
+class DetectionSpec:
+    """Everything one run does (the CLI's flags with ``--task
+    detection``)."""
+    out_dir: str = 'work_dirs/accuracy_det'
+    data_root: Optional[str] = None
+    checkpoint: Optional[str] = None
+    export: Optional[str] = None
+    iters: Optional[int] = None
+    presets: Optional[Tuple[str, ...]] = None
+    keeps: Tuple[float, ...] = KEEPS
+    prop_attn: Tuple[bool, ...] = (False, True)
+    layers: Tuple[int, ...] = (3, 5)
+    finetune: bool = True
+    recipe: Recipe = DET_RECIPE
+    config: Optional[str] = None
+    cfg_options: Optional[Dict[str, Any]] = None
+    num_train: int = 2000
+    num_val: int = 100
+    size: int = 320
+    seed: int = 0
+    device: str = 'cpu'
+    jobs: int = 1
+    threads: int = 1
+    limit: Optional[int] = None
+
+    def validate(self) -> None:
+        """Every check that can fail, before any data is made."""
+        check_common(self)
+        for layer in self.layers:
+            ClusterConfig(cluster_layer=layer).check_layers(12)
+
+
+def grid(spec: DetectionSpec) -> List[Setting]:
+    presets = find_presets(spec.presets)
+    settings = grid_settings([p for p in presets if not p.by_content
+                              and p.name not in ('ailurus_detail', )],
+                             spec.keeps, spec.prop_attn)
+    if spec.layers:
+        settings += layer_settings(spec.keeps, layers=spec.layers)
+    return settings
+
+
+def finetune_study(cfg, data_root: str, checkpoint: str, out_dir: str,
+                   setting: Setting, recipe: Recipe, device: str,
+                   limit: Optional[int], log=print) -> Dict[str, Any]:
+    """Fine-tune at ``setting`` with clustering in the loop and train the
+    vanilla control as long; AP of the start, both and the control with
+    AiluRus applied, at both lengths; seconds per iteration."""
+    clustering = setting.clustering()
+    iters = max(1, round(cfg.train_cfg.max_iters * recipe.fraction))
+    lr = cfg.optim_wrapper.optimizer.lr * recipe.lr_factor
+    weights, per_iter = {}, {}
+    for name, knobs in (('finetune', clustering), ('control', None)):
+        run_cfg = copy.deepcopy(cfg)
+        if knobs is not None:
+            run_cfg.model = ailurus_model_config(run_cfg.model,
+                                                 **knobs.to_dict())
+        set_schedule(run_cfg, iters, lr=lr, warmup=False)
+        run_cfg.load_from = checkpoint
+        run_cfg.work_dir = osp.join(out_dir, name)
+        log(f'detection fine-tuning ({name}): {iters} iterations at lr '
+            f'{lr:g}')
+        start = time.perf_counter()
+        weights[name] = train_detector(run_cfg)
+        per_iter[name] = round((time.perf_counter() - start) / iters, 3)
+    result: Dict[str, Any] = dict(knobs=clustering.to_dict(), iters=iters,
+                                  lr=lr, seconds_per_iter=per_iter)
+    for split in SPLITS:
+        scores = {}
+        for name, path in (('start', checkpoint),
+                           ('tuned', weights['finetune']),
+                           ('control', weights['control'])):
+            evaluator = DetEvaluator(cfg, data_root, split,
+                                     load_weights(path), device, limit)
+            for label, s in (('vanilla', VANILLA_SETTING),
+                             ('ailurus', setting)):
+                row = evaluator.score(s)
+                scores[f'{name}_{label}'] = {
+                    m: row.scores[m] for m in ('bbox_mAP', 'segm_mAP')}
+        result[split.name] = scores
+        log(f'[{split.name}] detection fine-tuning: {scores}')
+    return result
+
+
+def finetune_table(study: Dict[str, Any]) -> str:
+    per_iter = study['seconds_per_iter']
+    lines = [
+        f"{report.LABEL}: Mask R-CNN fine-tuned {study['iters']} iterations "
+        f"at lr {study['lr']:g} with clustering in the loop "
+        f"({per_iter['finetune']:.2f} s per iteration; vanilla control "
+        f"{per_iter['control']:.2f} s); box / mask AP:", '',
+        '| split | vanilla | AiluRus, no fine-tuning | AiluRus fine-tuned | '
+        'vanilla control | control + AiluRus, no fine-tuning |',
+        '| --- | --- | --- | --- | --- | --- |'
+    ]
+    for split in (s.name for s in SPLITS):
+        r = study.get(split)
+        if r is None:
+            continue
+
+        def cell(key: str) -> str:
+            return f"{r[key]['bbox_mAP']:.2f} / {r[key]['segm_mAP']:.2f}"
+
+        lines.append(
+            f"| {split} | {cell('start_vanilla')} | {cell('start_ailurus')} "
+            f"| {cell('tuned_ailurus')} | {cell('control_vanilla')} | "
+            f"{cell('control_ailurus')} |")
+    return '\n'.join(lines)
+
+
+def run_detection_benchmark(spec: DetectionSpec, log=print
+                            ) -> Dict[str, Any]:
+    """Run the detection benchmark (see the module docstring); returns the
+    summary (also in ``summary.json``)."""
+    spec.validate()
+    os.makedirs(spec.out_dir, exist_ok=True)
+    data_root = spec.data_root or osp.join(spec.out_dir, 'data')
+    log(f'generating the detection proxy in {data_root} ({spec.num_train} '
+        f'train, {spec.num_val} val at {spec.size} and {2 * spec.size})')
+    make_detection_proxy(data_root, spec.num_train, spec.num_val, spec.size,
+                         spec.seed)
+    cfg = detector_config(data_root, osp.join(spec.out_dir, 'train'),
+                          spec.config, spec.cfg_options)
+    if spec.iters is not None:
+        set_schedule(cfg, spec.iters)
+    checkpoint = spec.checkpoint
+    if checkpoint is None:
+        trained = train_detector(cfg)
+        checkpoint = export_fp16(trained, spec.export or osp.join(
+            spec.out_dir, SHIPPED), cfg)
+        log(f'exported {checkpoint} '
+            f'({osp.getsize(checkpoint) / 2**20:.1f} MB)')
+    rows = evaluate_detection(cfg, data_root, checkpoint, grid(spec),
+                              jobs=spec.jobs, device=spec.device,
+                              limit=spec.limit, threads=spec.threads,
+                              log=log)
+    report.write_csv(rows, osp.join(spec.out_dir, 'accuracy.csv'))
+    keep = 0.5 if 0.5 in spec.keeps else spec.keeps[0]
+    table = '\n\n'.join(
+        [report.drop_table(rows, s.name) for s in SPLITS] +
+        [report.size_table(rows, s.name, keep) for s in SPLITS]) + '\n'
+    with open(osp.join(spec.out_dir, 'accuracy.md'), 'w') as f:
+        f.write(table)
+    report.plot(rows, osp.join(spec.out_dir, 'accuracy.png'))
+    chosen = report.fastest_within(rows)
+    summary: Dict[str, Any] = dict(
+        label=report.LABEL, checkpoint=checkpoint, table=table,
+        train_iters=cfg.train_cfg.max_iters,
+        vanilla={r.split: r.scores for r in rows if r.is_vanilla},
+        rule='the fewest tokens per layer with box and mask AP drops, '
+        'less their noise, within 0.5 AP at 2x',
+        default_setting=report.summary_of(chosen))
+    if spec.finetune and chosen is not None:
+        setting = _setting_of(chosen)
+        study = finetune_study(cfg, data_root, checkpoint, spec.out_dir,
+                               setting, spec.recipe, spec.device,
+                               spec.limit, log)
+        summary['finetune'] = study
+        summary['finetune_table'] = finetune_table(study)
+    with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
+        json.dump(summary, f, indent=2)
+    return summary
+
+
+def _setting_of(row) -> Setting:
+    preset = find_presets(['ailurus'])[0]
+    base = ClusterConfig(cluster_layer=row.knobs['cluster_layer'])
+    return Setting(preset, row.keep, row.prop_attn, base, label=row.setting)
