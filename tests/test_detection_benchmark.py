@@ -414,6 +414,12 @@ def test_detection_benchmark_end_to_end(tmp_path):
     assert set(summary['vanilla']) == {'1x', '2x'}
     assert summary['checkpoint'].endswith('.pth')
     if summary['default_setting'] is not None:
+        # tools/test.py --no-finetune and ailurus_mm.apply give the grid's AP
+        check = summary['check_tools']
+        for way in ('test_py', 'apply'):
+            for metric, value in check[way].items():
+                assert value == pytest.approx(check['grid'][metric],
+                                              abs=0.05), (way, metric)
         ft = summary['finetune']
         assert ft['iters'] == 1
         assert set(ft['seconds_per_iter']) == {'finetune', 'control'}

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Every speed figure in README.md comes from this script: it runs
-# tools/benchmark.py on the real configs (random weights: speed does not
-# depend on them) and writes one table (.txt) and one report (.json) per run
-# into docs/benchmarks/. Run it on an otherwise idle machine; on 2 CPU cores
-# it takes about 75 minutes. Pass names to run only some, e.g.
-#   bash tools/run_benchmarks.sh vitb_512_0.65 vitl_640_train_0.25
+# Every speed figure in README.md and docs/speed.md comes from this script:
+# it runs tools/benchmark.py on the real configs (random weights: speed does
+# not depend on them; the CamVid row uses the shipped CamVid model) and
+# writes one table (.txt) and one report (.json) per run into
+# docs/benchmarks/. Run it on an otherwise idle machine. Pass names to run
+# only some, e.g.
+#   bash tools/run_benchmarks.sh vitl_640_defaults camvid_2x_defaults
+# Runs named *_defaults use AiluRusViT's defaults (what every Segmenter
+# config uses); the Mask R-CNN runs use the detection configs' settings.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 out=docs/benchmarks
@@ -13,6 +16,8 @@ threads=${THREADS:-2}
 py=${PYTHON:-.venv/bin/python}
 B=configs/segmenter/ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py
 L=configs/segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py
+C=configs/camvid/ailurus_segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py
+CKPT=ailurus_mm/checkpoints/segmenter_vit-t_mask_1xb8-10k_camvid-256x256.pth
 DET=configs/mask_rcnn/ailurus_mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-1024x1024.py
 
 run() {  # name, then tools/benchmark.py arguments
@@ -26,40 +31,21 @@ run() {  # name, then tools/benchmark.py arguments
 }
 selected=("$@")
 
-# Inference, every variant (vanilla, layers alone, ideal reducer and AiluRus,
-# each with the decode head on the recovered grid and with merged decoding),
-# at the no-fine-tuning (0.65) and the fine-tuning (0.25) settings and
-# between, with where the time goes (backbone, recovery, head, post).
-for keep in 0.65 0.5 0.25; do
-  run "vitb_512_$keep" "$B" --warmup 1 --runs 3 \
-    --cfg-options model.backbone.num_clusters=$keep
-done
-for keep in 0.65 0.5 0.25; do
-  run "vitl_640_$keep" "$L" --warmup 1 --runs 2 \
-    --cfg-options model.backbone.num_clusters=$keep
-done
-# Proportional attention: backbone time with prop_attn on vs off.
-# prop_attn is on by default: the ailurus variant turns it off here, so the
-# two rows compare without and with it.
-run vitl_640_0.5_prop_attn "$L" --variants ailurus ailurus_prop_attn \
-  --warmup 1 --runs 3 --no-flops --no-memory \
-  --cfg-options model.backbone.num_clusters=0.5 model.backbone.prop_attn=False
-# 4096 tokens: share of clustering + recovery in the AiluRus forward.
-run vitl_1024_0.65 "$L" --shape 1024 1024 --variants ailurus --warmup 1 \
-  --runs 1 --no-flops --no-memory --no-stage-times
-# The window option: clustering time at 1024 vs 4096 tokens.
-for size in 512 1024; do
-  run "vitb_${size}_window3" "$B" --shape $size $size --variants ailurus \
-    --warmup 1 --runs 2 --no-flops --no-memory --no-stage-times \
-    --cfg-options model.backbone.window=3
-done
-# Fine-tuning: one optimizer step, vanilla vs AiluRus at the fine-tuning
-# setting (the ailurus-ft_ configs keep 0.25 of the tokens).
+# Inference at the defaults, every variant (vanilla, layers alone, ideal
+# reducer and AiluRus, each with the decode head on the recovered grid and
+# with merged decoding), with where the time goes.
+run vitl_640_defaults "$L" --warmup 1 --runs 2
+run vitb_512_defaults "$B" --warmup 1 --runs 3
+# CamVid at 2x (960x720, 60x45 = 2700 tokens) with the benchmark's model.
+run camvid_2x_defaults "$C" --checkpoint "$CKPT" --shape 720 960 \
+  --warmup 1 --runs 3
+# Fine-tuning: one optimizer step, vanilla vs AiluRus at the defaults (the
+# ailurus-ft_ configs train with them).
 for model in vitb_512:$B vitl_640:$L; do
-  run "${model%%:*}_train_0.25" "${model#*:}" --mode train \
-    --variants vanilla ailurus --warmup 1 --runs 2 --no-flops --no-memory \
-    --cfg-options model.backbone.num_clusters=0.25
+  run "${model%%:*}_train_defaults" "${model#*:}" --mode train \
+    --variants vanilla ailurus --warmup 1 --runs 2 --no-flops --no-memory
 done
-# Detection: whole detector, backbone and neck+heads at 1024x1024.
-run det_vitb_1024_0.65 "$DET" --variants vanilla ailurus --warmup 1 \
+# Detection: whole detector, backbone and neck+heads at 1024x1024, at the
+# Mask R-CNN configs' settings.
+run det_vitb_1024 "$DET" --variants vanilla ideal ailurus --warmup 1 \
   --runs 2 --no-flops --no-memory

@@ -9,13 +9,19 @@ _base_ = [
 ]
 crop_size = (256, 256)
 randomness = dict(seed=0)
-# Median-frequency class balancing (SegNet's CamVid recipe), square-rooted:
-# (median / frequency) ** 0.5 over CamVid's training labels, scaled so that
-# the mean weight of a labelled pixel is 1. reduction='none' averages the
-# weighted per-pixel loss over the batch's pixels: mmseg 1.2.2's 'mean' with
-# class_weight indexes the weights with the ignore label (255) and fails.
+# Median-frequency class balancing (SegNet's CamVid recipe) to the power
+# 0.75: (median / frequency) ** 0.75 over CamVid's training labels, scaled
+# so that the mean weight of a labelled pixel is 1. A pole or sign symbol
+# covers a fraction of a 16x16 patch; a patch's logits predict it only if
+# its weight outweighs the rest of the patch's (about 6x for a pole 3 px
+# wide): the square root (4.9x for pole vs building) left poles, signs and
+# bicyclists at 0 IoU after 4000 iterations, this gives 10.7x.
+# reduction='none' averages the weighted per-pixel loss over the batch's
+# pixels: mmseg 1.2.2's 'mean' with class_weight indexes the weights with
+# the ignore label (255) and fails.
 class_weight = [
-    0.877, 0.746, 3.636, 0.64, 1.699, 1.154, 3.325, 3.395, 1.486, 4.487, 6.705
+    0.719, 0.565, 6.071, 0.448, 1.94, 1.086, 5.308, 5.477, 1.586, 8.321,
+    15.201
 ]
 model = dict(
     pretrained=None,  # from scratch: no weights can be downloaded here

@@ -15,6 +15,8 @@ import json
 import os
 import os.path as osp
 import time
+
+import torch
 from typing import Any, Dict, List, Optional, Tuple
 
 
@@ -149,6 +151,59 @@ def finetune_table(study: Dict[str, Any]) -> str:
     return '\n'.join(lines)
 
 
+def check_tools(cfg, data_root: str, checkpoint: str, setting: Setting,
+                out_dir: str, limit: Optional[int] = None,
+                log=print) -> Dict[str, Dict[str, float]]:
+    """The chosen setting evaluated two more ways on the 2x split, with the
+    same weights: ``tools/test.py --no-finetune`` on the AiluRus config of
+    the detector (a subprocess, mmdet's own test script), and
+    ``ailurus_mm.apply`` on the built vanilla detector. Both must give the
+    grid's AP."""
+    import re
+    import subprocess
+    import sys
+
+    import ailurus_mm
+    from ailurus_mm.convert import to_ailurus_config, to_vanilla_config
+    from ..models import build_with_weights
+
+    split = SPLITS[-1]
+    knobs = setting.clustering().to_dict()
+    evaluator = DetEvaluator(cfg, data_root, split, load_weights(checkpoint),
+                             limit=limit, log=log)
+    model = build_with_weights(to_vanilla_config(cfg).model,
+                               evaluator.state_dict, torch.device('cpu'),
+                               scope='mmdet')
+    ailurus_mm.apply(model, **knobs)
+    applied = evaluator._scores('all', evaluator.predictions(model))
+    # The same images and annotations as the grid's: a config for them.
+    test_cfg = to_ailurus_config(cfg, **knobs)
+    dataset = test_cfg.test_dataloader.dataset
+    dataset.update(data_root=data_root, ann_file=osp.relpath(
+        evaluator.ann_files['all'], data_root),
+        data_prefix=dict(img=f'{split.folder}/'))
+    if limit is not None:
+        dataset.indices = limit
+    test_cfg.test_evaluator.ann_file = evaluator.ann_files['all']
+    path = osp.join(out_dir, 'check_tools', 'ailurus_detector.py')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    test_cfg.dump(path)
+    tool = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
+        osp.abspath(__file__))))), 'tools', 'test.py')
+    out = subprocess.run(
+        [sys.executable, tool, path, checkpoint, '--no-finetune',
+         '--work-dir', osp.join(out_dir, 'check_tools')],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f'tools/test.py failed:\n{out.stdout[-3000:]}')
+    tested = {m: 100 * float(re.findall(rf'coco/{m}: ([0-9.]+)',
+                                        out.stdout)[-1])
+              for m in ('bbox_mAP', 'segm_mAP')}
+    log(f'check: tools/test.py --no-finetune {tested}, ailurus_mm.apply '
+        f'{ {m: applied[m] for m in tested} }')
+    return dict(test_py=tested, apply={m: applied[m] for m in tested})
+
+
 def run_detection_benchmark(spec: DetectionSpec, log=print
                             ) -> Dict[str, Any]:
     """Run the detection benchmark (see the module docstring); returns the
@@ -191,6 +246,11 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
         rule='the fewest tokens per layer with box and mask AP drops, '
         'less their noise, within 0.5 AP at 2x',
         default_setting=report.summary_of(chosen))
+    if chosen is not None:
+        summary['check_tools'] = dict(
+            grid={m: chosen.scores[m] for m in ('bbox_mAP', 'segm_mAP')},
+            **check_tools(cfg, data_root, checkpoint, _setting_of(chosen),
+                          spec.out_dir, spec.limit, log))
     if spec.finetune and chosen is not None:
         setting = _setting_of(chosen)
         study = finetune_study(cfg, data_root, checkpoint, spec.out_dir,

@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from ailurus_mm.testing.coco import synthetic_instances
+from ..detection.instances import render_instances
 
 
 def num_det_classes(model_cfg) -> int:
@@ -27,13 +27,20 @@ def num_det_classes(model_cfg) -> int:
     return int(head['num_classes'])
 
 
+def _box(mask: np.ndarray) -> List[float]:
+    """``[x1, y1, x2, y2]`` (pixel edges) of a ``[H, W]`` mask."""
+    ys, xs = np.nonzero(mask)
+    return [float(xs.min()), float(ys.min()), float(xs.max() + 1),
+            float(ys.max() + 1)]
+
+
 def make_det_batch(cfg: Config,
                    model: nn.Module,
                    shape: Tuple[int, int],
                    batch_size: int,
                    device: torch.device):
-    """A batch of synthetic images with ground-truth boxes, labels and masks,
-    passed through the detector's own data preprocessor.
+    """A batch of the detection benchmark's scenes with ground-truth boxes,
+    labels and masks, passed through the detector's own data preprocessor.
 
     The images are exactly ``shape`` (padded only to the preprocessor's
     ``pad_size_divisor``; fixed-size batch augments are skipped), and the
@@ -49,21 +56,21 @@ def make_det_batch(cfg: Config,
     from mmengine.structures import InstanceData
 
     height, width = shape
-    num_classes = min(num_det_classes(cfg.model), 8)
+    num_classes = num_det_classes(cfg.model)
     inputs, samples = [], []
     for i in range(batch_size):
-        image, instances = synthetic_instances(height, width, num_classes,
-                                               seed=i)
+        image, instances = render_instances(i, height, width)
         inputs.append(torch.from_numpy(image).permute(2, 0, 1).contiguous())
         sample = DetDataSample(metainfo=dict(
             img_id=i, ori_shape=(height, width), img_shape=(height, width),
             scale_factor=(1.0, 1.0), flip=False, flip_direction=None))
         gt = InstanceData()
-        gt.bboxes = torch.tensor([inst['bbox'] for inst in instances],
+        gt.bboxes = torch.tensor([_box(inst.mask) for inst in instances],
                                  dtype=torch.float32).reshape(-1, 4)
-        gt.labels = torch.tensor([inst['label'] for inst in instances],
-                                 dtype=torch.long)
-        masks = np.stack([inst['mask'] for inst in instances]).astype(
+        # the scene's classes as the detector's
+        gt.labels = torch.tensor([inst.label % num_classes
+                                  for inst in instances], dtype=torch.long)
+        masks = np.stack([inst.mask for inst in instances]).astype(
             np.uint8) if instances else np.zeros((0, height, width), np.uint8)
         gt.masks = BitmapMasks(masks, height, width)
         sample.gt_instances = gt
