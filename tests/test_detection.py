@@ -462,20 +462,24 @@ def test_benchmark_reports_backbone_neck_heads_and_whole(tmp_path,
     assert settings['shape'] == [128, 128]  # the tiny config's img_size
     assert settings['patch_tokens'] == 64 and settings['kept_tokens'] == 32
     for entry in results.values():
-        assert list(entry['stages']) == ['backbone', 'neck_heads']
+        assert list(entry['stages']) == (
+            ['backbone', 'pyramid', 'rpn', 'roi_heads']
+            if entry['description'].startswith('mmseg') else
+            ['backbone', 'recover', 'pyramid', 'rpn', 'roi_heads'])
     assert results['ailurus']['tokens_per_layer'] == [65, 33, 33]
     assert results['vanilla']['tokens_per_layer'] == [65, 65, 65]
     assert results['ailurus']['flops'] < results['vanilla']['flops']
     # AiluRusViT with nothing merged computes what VisionTransformer does
     assert results['nothing_merged']['flops'] == results['vanilla']['flops']
     assert results['ideal']['flops'] < results['vanilla']['flops']
-    # the table shows the summary's backbone and neck+heads speed-ups
+    # the table shows the summary's backbone, pyramid and heads speed-ups
     summary = report['summary']
     table = capsys.readouterr().out  # what the tool printed
     speedups = summary['stage_speedups']['ailurus']
     assert (f"{speedups['backbone']:.2f}x, "
             in table.split('ailurus vs vanilla: ')[1])
-    assert f"{speedups['neck_heads']:.2f}x" in table
+    assert f"{speedups['roi_heads']:.2f}x" in table
+    assert summary['after_backbone_bound'] > 1
     assert osp.isfile(tmp_path / 'report.json')
 
 
@@ -489,8 +493,8 @@ def test_benchmark_of_ailurus_alone_still_splits_the_detector(tmp_path,
     report = run_benchmark(cfg, BenchmarkSpec(
         warmup=0, runs=1, flops=False, memory=False, variants=('ailurus', )))
     assert list(report.results) == ['ailurus']
-    assert list(report.results['ailurus'].stages) == ['backbone',
-                                                      'neck_heads']
+    assert list(report.results['ailurus'].stages) == [
+        'backbone', 'recover', 'pyramid', 'rpn', 'roi_heads']
     table = format_table(report)
-    assert 'neck+heads' in table
+    assert 'roi heads' in table
     assert 'vs vanilla' not in table  # needs the vanilla model

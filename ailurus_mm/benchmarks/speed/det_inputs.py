@@ -1,11 +1,11 @@
 """Detection inputs and stage timings for the benchmark.
 
 :func:`make_det_batch` gives a batch an mmdet detector accepts in every mode
-(``'loss'``, ``'predict'``, ``'tensor'``); :func:`backbone_fn` and
-:func:`neck_and_heads_fn` split a ``predict`` forward into the backbone and
-everything after it, so a report shows where a detector's time goes.
+(``'loss'``, ``'predict'``, ``'tensor'``); :func:`detection_stage_fns` splits
+a ``predict`` forward into the backbone, the recovery, the pyramid, the RPN
+and the RoI heads, so a report shows where a detector's time goes.
 """
-from typing import Callable, List, Tuple
+from typing import Callable, Dict, List, Tuple
 
 import numpy as np
 import torch
@@ -87,41 +87,34 @@ def make_det_batch(cfg: Config,
     return data['inputs'].to(device), samples
 
 
-def backbone_fn(model: nn.Module,
-                inputs: torch.Tensor) -> Callable[[], object]:
-    """The backbone alone (for AiluRus: up to merged tokens, no recovery)."""
-
-    def fn():
-        with torch.no_grad():
-            return model.backbone(inputs)
-
-    return fn
-
-
-def neck_and_heads_fn(model: nn.Module, inputs: torch.Tensor,
-                      samples: List) -> Callable[[], object]:
-    """Everything of a ``predict`` forward after the backbone: the neck (for
-    AiluRus: TokenRecover and the pyramid) and the heads, down to the final
-    detections, on backbone outputs computed once in advance.
-
-    mmdet detectors call ``self.extract_feat`` in ``predict``; an instance
-    attribute stands in for it while ``fn`` runs.
-    """
+def detection_stage_fns(model: nn.Module, inputs: torch.Tensor,
+                        samples: List) -> Dict[str, Callable[[], object]]:
+    """The parts of a two-stage detector's ``predict`` (mmdet's
+    ``TwoStageDetector.predict``), each a function of inputs computed here
+    once, in :data:`DET_STAGES` order: the backbone (with clustering),
+    ``recover`` (``TokenRecover``'s recovery; AiluRus only), the
+    ``pyramid`` (the neck proper, e.g. ``SimpleFPN``), the ``rpn`` (the
+    RPN head's proposals) and the ``roi_heads`` (boxes and masks of the
+    final detections)."""
+    neck = model.neck
+    recover = getattr(neck, 'recover', None)
     with torch.no_grad():
-        features = model.backbone(inputs)
-
-    def cached_extract_feat(batch_inputs):
-        return model.neck(features) if model.with_neck else features
-
-    def fn():
-        model.extract_feat = cached_extract_feat
-        try:
-            with torch.no_grad():
-                return model(inputs, samples, mode='predict')
-        finally:
-            del model.extract_feat
-
-    return fn
+        outputs = model.backbone(inputs)
+        recovered = recover(outputs) if recover is not None else outputs
+        pyramid = neck.neck if recover is not None else neck
+        features = pyramid(recovered) if pyramid is not None else recovered
+        proposals = model.rpn_head.predict(features, samples, rescale=False)
+    no_grad = torch.no_grad()
+    fns = {'backbone': no_grad(lambda: model.backbone(inputs))}
+    if recover is not None:
+        fns['recover'] = no_grad(lambda: recover(outputs))
+    if pyramid is not None:
+        fns['pyramid'] = no_grad(lambda: pyramid(recovered))
+    fns['rpn'] = no_grad(lambda: model.rpn_head.predict(
+        features, samples, rescale=False))
+    fns['roi_heads'] = no_grad(lambda: model.roi_head.predict(
+        features, proposals, samples, rescale=True))
+    return fns
 
 
 class WithDataSamples(nn.Module):

@@ -10,7 +10,7 @@ from .measure import describe_tokens
 
 STAGE_HEADERS = dict(backbone='backbone', recover='recover',
                      decode_head='head', post='post',
-                     neck_heads='neck+heads')
+                     pyramid='pyramid', rpn='rpn', roi_heads='roi heads')
 
 
 def write_json(report: BenchmarkReport, path: str) -> None:
@@ -110,6 +110,10 @@ def _summary_lines(report: BenchmarkReport) -> List[str]:
             'attention kernel alone: merged-decoding head on all N tokens '
             '(sizes 1) / vanilla head: '
             f'{summary.merged_head_all_tokens_time_ratio:.3f}')
+    if summary.after_backbone_bound is not None:
+        lines.append('speed-up if the backbone cost nothing and the parts '
+                     'after it stayed as in the vanilla model: '
+                     f'{summary.after_backbone_bound:.2f}x')
     if summary.prop_attn_backbone_time_ratio is not None:
         lines.append('backbone time with prop_attn / without: '
                      f'{summary.prop_attn_backbone_time_ratio:.3f}')

@@ -32,7 +32,7 @@ __all__ = [
 
 # Where the time of a segmentation forward goes, in order.
 SEG_STAGES = ('backbone', 'recover', 'decode_head', 'post')
-DET_STAGES = ('backbone', 'neck_heads')
+DET_STAGES = ('backbone', 'recover', 'pyramid', 'rpn', 'roi_heads')
 
 
 @dataclass
@@ -57,8 +57,9 @@ class VariantResult:
             with merged decoding and for the vanilla model), ``decode_head``
             (merged decoding: on the merged tokens, plus the gather),
             ``post`` (resize to the input size and argmax); detection:
-            ``backbone``, ``neck_heads``), each timed alone on inputs
-            computed beforehand.
+            ``backbone``, ``recover``, ``pyramid``, ``rpn``,
+            ``roi_heads``), each timed alone on inputs computed
+            beforehand.
         speedup: Images/s over the vanilla model's (if measured).
         flop_ratio: Vanilla FLOPs over this variant's.
     """
@@ -94,6 +95,10 @@ class Summary:
             forward.
         merged_head_all_tokens_time_ratio: The merged-decoding head on all
             ``N`` tokens over the vanilla head (the attention kernel alone).
+        after_backbone_bound: The vanilla model's whole time over the time
+            of its parts after the backbone: the speed-up a reducer would
+            reach if the backbone cost nothing (the bound heavy necks and
+            heads set).
     """
     over_ideal: Dict[str, float] = field(default_factory=dict)
     nothing_merged_speedup: Optional[float] = None
@@ -105,6 +110,7 @@ class Summary:
     cluster_recover_share: Optional[float] = None
     cluster_share_merged: Optional[float] = None
     merged_head_all_tokens_time_ratio: Optional[float] = None
+    after_backbone_bound: Optional[float] = None
 
 
 @dataclass
@@ -302,10 +308,8 @@ def _stage_fns(models: Dict[str, nn.Module], inputs: Tensor, samples: list,
     fns: Dict[Tuple[str, str], Callable[[], Any]] = {}
     for name, model in models.items():
         if is_det:
-            from .det_inputs import backbone_fn, neck_and_heads_fn
-            parts = dict(backbone=backbone_fn(model, inputs),
-                         neck_heads=neck_and_heads_fn(model, inputs,
-                                                      samples))
+            from .det_inputs import detection_stage_fns
+            parts = detection_stage_fns(model, inputs, samples)
         else:
             parts = segmentation_stage_fns(model, inputs, samples)
         fns.update({(name, part): fn for part, fn in parts.items()})
@@ -452,6 +456,11 @@ def _summary(results: Dict[str, VariantResult], models: Dict[str, nn.Module],
                 part: vanilla.stages[part].min / seconds.min
                 for part, seconds in results[name].stages.items()
                 if part in vanilla.stages}
+    if vanilla is not None and 'backbone' in vanilla.stages:
+        after = sum(t.min for part, t in vanilla.stages.items()
+                    if part != 'backbone')
+        if after > 0:
+            summary.after_backbone_bound = vanilla.seconds.min / after
     if 'ailurus_prop_attn' in results and 'ailurus' in results and \
             'backbone' in results['ailurus'].stages:
         summary.prop_attn_backbone_time_ratio = (
