@@ -98,6 +98,19 @@ def vit_pair(tiny: dict, **kwargs):
     return vanilla, ailurus.eval()
 
 
+def run_tool_here(tool: str, args: List[str], capfd) -> str:
+    """Run ``tools/<tool>.py``'s code in this process (``train`` and
+    ``test`` through ailurus_mm.launch, which runs mmseg's or mmdet's own
+    script with runpy); returns what it printed. Faster than
+    :func:`run_tool` by an interpreter start and the imports."""
+    from ailurus_mm.launch import run
+
+    capfd.readouterr()
+    run(tool, [str(a) for a in args])
+    captured = capfd.readouterr()
+    return captured.out + captured.err
+
+
 def run_tool(tool: str, args: List[str], cwd: str) -> str:
     """Run ``tools/<tool>.py`` as a user would; returns its output, and fails
     the test with the output if the tool fails."""
@@ -109,6 +122,17 @@ def run_tool(tool: str, args: List[str], cwd: str) -> str:
         pytest.fail(f'{" ".join(cmd)} exited {proc.returncode}:\n'
                     f'{proc.stdout[-6000:]}')
     return proc.stdout
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """The tools' ``main`` functions set torch's thread count (their
+    ``--threads``); give the next test the count it had."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope='session')

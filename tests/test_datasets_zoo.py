@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, run_tool, write_tiny_config
+from conftest import CONFIGS, run_tool_here, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')
 
@@ -155,7 +155,8 @@ def tiny_vanilla_checkpoint(path: str, config: str) -> str:
 
 @pytest.mark.parametrize('name', END_TO_END)
 @pytest.mark.slow
-def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
+def test_finetune_one_iteration_and_evaluate(name, request, tmp_path,
+                                             capfd):
     spec = DATASETS[name]
     data_root = request.getfixturevalue(spec['root'])
     tiny = dict(data_root=data_root,
@@ -170,8 +171,7 @@ def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
     ft = write_tiny_config(
         str(tmp_path / 'ft.py'), osp.join(SEGMENTER, spec['ft']), iters=1,
         extra=f'load_from = {vanilla!r}\n', **tiny)
-    out = run_tool('train', [ft, '--work-dir', str(tmp_path / 'ft')],
-                   cwd=str(tmp_path))
+    out = run_tool_here('train', [ft, '--work-dir', tmp_path / 'ft'], capfd)
     assert f'Load checkpoint from {vanilla}' in out
     assert 'do not match exactly' not in out
     assert 'Iter(train) [1/1]' in out
@@ -180,8 +180,8 @@ def test_finetune_one_iteration_and_evaluate(name, request, tmp_path):
     # No-fine-tuning config: evaluates the vanilla checkpoint as it is.
     no_ft = write_tiny_config(str(tmp_path / 'no_ft.py'),
                               osp.join(SEGMENTER, spec['no_ft']), **tiny)
-    out = run_tool('test', [no_ft, vanilla, '--no-finetune', '--work-dir',
-                            str(tmp_path / 'test')], cwd=str(tmp_path))
+    out = run_tool_here('test', [no_ft, vanilla, '--no-finetune',
+                                 '--work-dir', tmp_path / 'test'], capfd)
     num_val = spec['num_val']
     assert f'Iter(test) [{num_val}/{num_val}]' in out
     found = re.findall(r'mIoU: ([0-9.]+)', out)

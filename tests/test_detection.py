@@ -12,7 +12,7 @@ import pickle
 import pytest
 import torch
 
-from conftest import CONFIGS, run_tool
+from conftest import CONFIGS, run_tool, run_tool_here
 
 MASK_RCNN = osp.join(CONFIGS, 'mask_rcnn')
 VANILLA_B = osp.join(MASK_RCNN,
@@ -382,16 +382,16 @@ def _load_results(path):
 
 @pytest.mark.slow
 def test_no_finetune_nothing_merged_matches_vanilla_detections(
-        tmp_path, coco_root, vanilla_run):
+        tmp_path, coco_root, vanilla_run, capfd):
     vanilla_cfg, checkpoint, _ = vanilla_run
-    run_tool('test', [vanilla_cfg, checkpoint, '--out',
-                      str(tmp_path / 'vanilla.pkl'), '--work-dir',
-                      str(tmp_path / 'v')], cwd=str(tmp_path))
+    run_tool_here('test', [vanilla_cfg, checkpoint, '--out',
+                           tmp_path / 'vanilla.pkl', '--work-dir',
+                           tmp_path / 'v'], capfd)
     cfg = write_tiny_det_config(str(tmp_path / 'kept.py'), AILURUS_B,
                                 coco_root, backbone=dict(num_clusters=1.0))
-    out = run_tool('test', [cfg, checkpoint, '--no-finetune', '--out',
-                            str(tmp_path / 'ailurus.pkl'), '--work-dir',
-                            str(tmp_path / 'a')], cwd=str(tmp_path))
+    out = run_tool_here('test', [cfg, checkpoint, '--no-finetune', '--out',
+                                 tmp_path / 'ailurus.pkl', '--work-dir',
+                                 tmp_path / 'a'], capfd)
     assert '--no-finetune: evaluating the vanilla checkpoint' in out
     assert f'{checkpoint} fits the model strictly' in out
     assert len(coco_metrics(out)) == 1
@@ -409,22 +409,21 @@ def test_no_finetune_nothing_merged_matches_vanilla_detections(
 
 @pytest.mark.slow
 def test_finetune_with_clustering_from_vanilla_checkpoint(
-        tmp_path, coco_root, vanilla_run):
+        tmp_path, coco_root, vanilla_run, capfd):
     _, vanilla_checkpoint, _ = vanilla_run
     cfg = write_tiny_det_config(
         str(tmp_path / 'ailurus.py'), AILURUS_B, coco_root,
         backbone=dict(cluster_layer=0, num_clusters=0.5))
-    out = run_tool('train', [cfg, '--work-dir', str(tmp_path / 'work'),
-                             '--cfg-options',
-                             f'load_from={vanilla_checkpoint}'],
-                   cwd=str(tmp_path))
+    out = run_tool_here('train', [cfg, '--work-dir', tmp_path / 'work',
+                                  '--cfg-options',
+                                  f'load_from={vanilla_checkpoint}'], capfd)
     assert 'Epoch(train) [1][2/2]' in out
     assert len(coco_metrics(out)) == 1
     checkpoint = tmp_path / 'work' / 'epoch_1.pth'
 
-    out = run_tool('test', [cfg, str(checkpoint), '--work-dir',
-                            str(tmp_path / 'test'), '--show-dir', 'painted'],
-                   cwd=str(tmp_path))
+    out = run_tool_here('test', [cfg, checkpoint, '--work-dir',
+                                 tmp_path / 'test', '--show-dir', 'painted'],
+                        capfd)
     assert len(coco_metrics(out)) == 1
     assert 'was not trained with AiluRusViT' not in out
     painted = glob.glob(str(tmp_path / 'test' / '*' / 'painted' / '*.jpg'))

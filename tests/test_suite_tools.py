@@ -58,18 +58,17 @@ class _HeadForward(torch.nn.Module):
         return self.head((x, ))
 
 
-@pytest.mark.slow
-def test_benchmark_reports_all_variants(tiny, tmp_path):
+def test_benchmark_reports_all_variants(tiny, tmp_path, capsys):
     from mmengine.config import Config
 
+    from ailurus_mm.benchmarks.cli import benchmark_main
     from ailurus_mm.benchmarks.variants import build_variants
 
     config, checkpoint = tiny
     report_path = str(tmp_path / 'report.json')
-    out = run_tool('benchmark', [
-        config, '--checkpoint', checkpoint, '--warmup', '0', '--runs', '1',
-        '--threads', '1', '--out', report_path
-    ], cwd=str(tmp_path))
+    benchmark_main([config, '--checkpoint', checkpoint, '--warmup', '0',
+                    '--runs', '1', '--out', report_path])
+    out = capsys.readouterr().out
     with open(report_path) as f:
         report = json.load(f)
     results = report['results']
@@ -81,7 +80,7 @@ def test_benchmark_reports_all_variants(tiny, tmp_path):
                            ailurus=[17, 9, 9], ailurus_merged=[17, 9, 9])
     assert {name: entry['tokens_per_layer']
             for name, entry in results.items()} == expected_tokens
-    assert report['settings']['threads'] == 1
+    assert report['settings']['threads'] == torch.get_num_threads()
     assert report['settings']['shape'] == [64, 64]
     assert (report['settings']['patch_tokens'],
             report['settings']['kept_tokens']) == (16, 8)
@@ -130,14 +129,13 @@ def test_benchmark_reports_all_variants(tiny, tmp_path):
     assert '16 -> 8 patch tokens' in out
 
 
-@pytest.mark.slow
 def test_benchmark_train_mode(tiny, tmp_path):
+    from ailurus_mm.benchmarks.cli import benchmark_main
+
     config, _ = tiny
     report_path = str(tmp_path / 'train.json')
-    run_tool('benchmark', [
-        config, '--mode', 'train', '--warmup', '0', '--runs', '1',
-        '--no-flops', '--no-memory', '--out', report_path
-    ], cwd=str(tmp_path))
+    benchmark_main([config, '--mode', 'train', '--warmup', '0', '--runs',
+                    '1', '--no-flops', '--no-memory', '--out', report_path])
     with open(report_path) as f:
         report = json.load(f)
     assert report['settings']['mode'] == 'train'
@@ -145,8 +143,10 @@ def test_benchmark_train_mode(tiny, tmp_path):
     assert report['results']['vanilla']['flops'] is None
 
 
-@pytest.mark.slow
-def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root):
+def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root,
+                                            capsys):
+    from ailurus_mm.benchmarks.cli import visualize_main
+
     config, checkpoint = tiny
     images = [
         osp.join(ade20k_root, 'images', 'validation',
@@ -155,9 +155,9 @@ def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root):
     # A wide image: the test pipeline keeps its aspect ratio.
     wide = str(tmp_path / 'wide.jpg')
     cv2.imwrite(wide, cv2.resize(cv2.imread(images[0]), (480, 270)))
-    out = run_tool('visualize', [config, checkpoint, *images, wide,
-                                 '--out-dir', str(tmp_path / 'vis')],
-                   cwd=str(tmp_path))
+    visualize_main([config, checkpoint, *images, wide, '--out-dir',
+                    str(tmp_path / 'vis')])
+    out = capsys.readouterr().out
     # 128x96 images resized into the pipeline's (128, 64): 85x64, shown in
     # 2 x 2 panels under 28-pixel captions; two 64x64 slide windows of
     # 4 x 4 patches, half of them kept in each
@@ -189,14 +189,13 @@ def test_visualize_names_missing_and_corrupt_images(tiny, tmp_path,
     assert not (tmp_path / 'vis').exists()
 
 
-@pytest.mark.slow
 def test_sweep_csv_and_plot(tiny, tmp_path):
+    from ailurus_mm.benchmarks.cli import sweep_main
+
     config, checkpoint = tiny
     out_dir = tmp_path / 'sweep'
-    run_tool('sweep', [
-        config, checkpoint, '--num-clusters', '0.25', '0.5', '1.0',
-        '--cluster-layer', '0', '1', '--out-dir', str(out_dir)
-    ], cwd=str(tmp_path))
+    sweep_main([config, checkpoint, '--num-clusters', '0.25', '0.5', '1.0',
+                '--cluster-layer', '0', '1', '--out-dir', str(out_dir)])
     with open(out_dir / 'sweep.csv') as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 1 + 2 * 3

@@ -6,7 +6,7 @@ import re
 import pytest
 import torch
 
-from conftest import CONFIGS, run_tool, write_tiny_config
+from conftest import CONFIGS, run_tool, run_tool_here, write_tiny_config
 
 AILURUS_B = osp.join(
     CONFIGS, 'segmenter',
@@ -39,7 +39,9 @@ def vanilla_checkpoint(tmp_path_factory, ade20k_root):
 
 @pytest.fixture(scope='module')
 def ailurus_trained(tmp_path_factory, ade20k_root):
-    """A tiny AiluRus Segmenter trained 2 iterations by tools/train.py."""
+    """A tiny AiluRus Segmenter trained 2 iterations by tools/train.py, run
+    as a user runs it (a subprocess; the other tests run the tools' code in
+    their own process)."""
     tmp = tmp_path_factory.mktemp('ailurus')
     cfg = write_tiny_config(
         str(tmp / 'ailurus.py'), AILURUS_B, ade20k_root,
@@ -50,13 +52,13 @@ def ailurus_trained(tmp_path_factory, ade20k_root):
 
 
 @pytest.mark.slow
-def test_train_then_test_ailurus(tmp_path, ailurus_trained):
+def test_train_then_test_ailurus(tmp_path, ailurus_trained, capfd):
     cfg, work, train_out = ailurus_trained
     checkpoint = work / 'iter_2.pth'
     assert checkpoint.is_file()
 
-    out = run_tool('test', [cfg, str(checkpoint), '--work-dir',
-                            str(tmp_path / 'test')], cwd=str(tmp_path))
+    out = run_tool_here('test', [cfg, checkpoint, '--work-dir',
+                                 tmp_path / 'test'], capfd)
     # The Runner validated the model in memory after its last iteration;
     # the tool reads it back from the checkpoint.
     assert miou(out) == miou(train_out)
@@ -65,7 +67,8 @@ def test_train_then_test_ailurus(tmp_path, ailurus_trained):
 
 
 @pytest.mark.slow
-def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained):
+def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained,
+                                                 capfd):
     """--resume loads the Runner's checkpoint (optimizer, schedulers, message
     hub) under torch's weights_only loader and goes on from iteration 2."""
     import shutil
@@ -73,34 +76,32 @@ def test_resume_continues_from_runner_checkpoint(tmp_path, ailurus_trained):
     cfg, work, _ = ailurus_trained
     resumed = tmp_path / 'work'
     shutil.copytree(work, resumed)
-    out = run_tool('train', [
-        cfg, '--work-dir', str(resumed), '--resume', '--cfg-options',
-        'train_cfg.max_iters=3', 'param_scheduler.0.end=3'
-    ], cwd=str(tmp_path))
+    out = run_tool_here('train', [
+        cfg, '--work-dir', resumed, '--resume', '--cfg-options',
+        'train_cfg.max_iters=3', 'param_scheduler.0.end=3'], capfd)
     assert 'resumed epoch: 0, iter: 2' in out
     assert (resumed / 'iter_3.pth').is_file()
 
 
 @pytest.mark.slow
 def test_no_finetune_evaluates_vanilla_checkpoint(tmp_path, ade20k_root,
-                                                  vanilla_checkpoint):
+                                                  vanilla_checkpoint, capfd):
     checkpoint, vanilla_metrics = vanilla_checkpoint
     # Nothing merged: the AiluRus model must score exactly what mmseg's
     # vanilla model scored on the same checkpoint.
     same = write_tiny_config(
         str(tmp_path / 'all_kept.py'), AILURUS_B, ade20k_root,
         backbone=dict(num_clusters=1.0))
-    out = run_tool('test', [same, checkpoint, '--no-finetune', '--work-dir',
-                            str(tmp_path / 'a')], cwd=str(tmp_path))
+    out = run_tool_here('test', [same, checkpoint, '--no-finetune',
+                                 '--work-dir', tmp_path / 'a'], capfd)
     assert miou(out) == pytest.approx(vanilla_metrics['mIoU'], abs=0.01)
     assert '--no-finetune: evaluating the vanilla checkpoint' in out
 
     merged = write_tiny_config(
         str(tmp_path / 'merged.py'), AILURUS_B, ade20k_root,
         backbone=dict(cluster_layer=0, num_clusters=0.5))
-    out = run_tool('test', [merged, checkpoint, '--no-finetune',
-                            '--work-dir', str(tmp_path / 'b')],
-                   cwd=str(tmp_path))
+    out = run_tool_here('test', [merged, checkpoint, '--no-finetune',
+                                 '--work-dir', tmp_path / 'b'], capfd)
     # mmengine's own Runner, without our tool or hook, on the same files
     from mmengine.config import Config
     from mmengine.runner import Runner

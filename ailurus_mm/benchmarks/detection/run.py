@@ -156,15 +156,15 @@ def check_tools(cfg, data_root: str, checkpoint: str, setting: Setting,
                 log=print) -> Dict[str, Dict[str, float]]:
     """The chosen setting evaluated two more ways on the 2x split, with the
     same weights: ``tools/test.py --no-finetune`` on the AiluRus config of
-    the detector (a subprocess, mmdet's own test script), and
-    ``ailurus_mm.apply`` on the built vanilla detector. Both must give the
-    grid's AP."""
+    the detector (mmdet's own test script through our tool, in this
+    process), and ``ailurus_mm.apply`` on the built vanilla detector. Both
+    must give the grid's AP."""
+    import glob
     import re
-    import subprocess
-    import sys
 
     import ailurus_mm
     from ailurus_mm.convert import to_ailurus_config, to_vanilla_config
+    from ailurus_mm.launch import run
     from ..models import build_with_weights
 
     split = SPLITS[-1]
@@ -185,19 +185,15 @@ def check_tools(cfg, data_root: str, checkpoint: str, setting: Setting,
     if limit is not None:
         dataset.indices = limit
     test_cfg.test_evaluator.ann_file = evaluator.ann_files['all']
-    path = osp.join(out_dir, 'check_tools', 'ailurus_detector.py')
-    os.makedirs(osp.dirname(path), exist_ok=True)
+    work_dir = osp.join(out_dir, 'check_tools')
+    path = osp.join(work_dir, 'ailurus_detector.py')
+    os.makedirs(work_dir, exist_ok=True)
     test_cfg.dump(path)
-    tool = osp.join(osp.dirname(osp.dirname(osp.dirname(osp.dirname(
-        osp.abspath(__file__))))), 'tools', 'test.py')
-    out = subprocess.run(
-        [sys.executable, tool, path, checkpoint, '--no-finetune',
-         '--work-dir', osp.join(out_dir, 'check_tools')],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f'tools/test.py failed:\n{out.stdout[-3000:]}')
-    tested = {m: 100 * float(re.findall(rf'coco/{m}: ([0-9.]+)',
-                                        out.stdout)[-1])
+    run('test', [path, checkpoint, '--no-finetune', '--work-dir', work_dir])
+    logs = sorted(glob.glob(osp.join(work_dir, '*', '*.log')))
+    with open(logs[-1]) as f:
+        text = f.read()
+    tested = {m: 100 * float(re.findall(rf'coco/{m}: ([0-9.]+)', text)[-1])
               for m in ('bbox_mAP', 'segm_mAP')}
     log(f'check: tools/test.py --no-finetune {tested}, ailurus_mm.apply '
         f'{ {m: applied[m] for m in tested} }')
