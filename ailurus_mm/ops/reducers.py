@@ -24,8 +24,7 @@ and returns a :class:`Clusters`: the cluster of every token ``[B, N]``
 ``torch.no_grad()`` and are deterministic: ties go to the lower index,
 seeds are fixed. ``docs/method.md`` describes each.
 """
-from typing import (TYPE_CHECKING, Callable, Dict, NamedTuple, Optional,
-                    Tuple)
+from typing import Callable, Dict, NamedTuple, Optional, Protocol, Tuple
 
 from torch import Tensor
 
@@ -35,8 +34,14 @@ from .density import (assign_to_anchors, decision_scores, density_peaks,
                       spatial_aware_distance)
 from .window import assign_in_window, use_window, window_density_and_delta
 
-if TYPE_CHECKING:  # pragma: no cover
-    from .cluster_config import ClusterConfig
+
+class Knobs(Protocol):
+    """What a reducer reads of a :class:`~ailurus_mm.ops.ClusterConfig`
+    (which validates them against :data:`REDUCERS`)."""
+    k: int
+    spatial_weight: float
+    window: Optional[int]
+    anchor_threshold: Optional[float]
 
 
 class Clusters(NamedTuple):
@@ -52,9 +57,8 @@ class Clusters(NamedTuple):
     anchors: Tensor
 
 
-ReducerFn = Callable[
-    [Tensor, Tuple[int, int], int, 'ClusterConfig', Optional[Tensor]],
-    Clusters]
+ReducerFn = Callable[[Tensor, Tuple[int, int], int, Knobs, Optional[Tensor]],
+                     Clusters]
 
 
 class ReducerSpec(NamedTuple):
@@ -99,7 +103,7 @@ def register_reducer(name: str,
     description='AiluRus: spatial-aware DPC-kNN (plain DPC-kNN with '
     'spatial_weight=0)')
 def dpc_knn(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-            config: 'ClusterConfig',
+            config: Knobs,
             positions: Optional[Tensor] = None) -> Clusters:
     """AiluRus's spatial-aware density-peak clustering (steps 1-5), in the
     global form, the windowed one (``window``) or with a per-image count
@@ -125,7 +129,7 @@ def dpc_knn(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
     'farthest', knobs=('k', 'spatial_weight'),
     description='farthest-point anchors from the density peak')
 def farthest(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-             config: 'ClusterConfig',
+             config: Knobs,
              positions: Optional[Tensor] = None) -> Clusters:
     """Farthest-point sampling under the spatial-aware distance, seeded at
     the density peak, then nearest-anchor assignment."""
@@ -140,7 +144,7 @@ def farthest(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
 @register_reducer('kmeans', any_tokens=False,
                   description='Expedite-style local k-means')
 def kmeans(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-           config: 'ClusterConfig',
+           config: Knobs,
            positions: Optional[Tensor] = None) -> Clusters:
     """Local k-means from the pooled grid (Expedite)."""
     return Clusters(*baselines.kmeans_clusters(x, hw_shape, num_anchors))
@@ -148,7 +152,7 @@ def kmeans(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
 
 @register_reducer('tome', description='ToMe-style bipartite matching')
 def tome(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-         config: 'ClusterConfig',
+         config: Knobs,
          positions: Optional[Tensor] = None) -> Clusters:
     """Bipartite soft matching by cosine similarity, in one step."""
     return Clusters(*baselines.bipartite_clusters(x, num_anchors))
@@ -156,7 +160,7 @@ def tome(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
 
 @register_reducer('random', description='random anchors')
 def random(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-           config: 'ClusterConfig',
+           config: Knobs,
            positions: Optional[Tensor] = None) -> Clusters:
     """A fixed random subset of tokens as anchors, nearest-anchor
     assignment."""
@@ -168,7 +172,7 @@ def random(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
 @register_reducer('grid', any_tokens=False,
                   description='grid pooling (low resolution)')
 def grid(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
-         config: 'ClusterConfig',
+         config: Knobs,
          positions: Optional[Tensor] = None) -> Clusters:
     """Pooling to ``M`` near-equal cells of the grid."""
     index, centres = baselines.grid_clusters(hw_shape, num_anchors,
