@@ -1,5 +1,6 @@
 """Shared fixtures: tiny configs over the real ones, tiny generated
 datasets."""
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -9,6 +10,14 @@ import pytest
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIGS = osp.join(REPO, 'configs')
+
+if os.environ.get('PYTEST_XDIST_WORKER'):
+    # One torch thread per pytest-xdist worker (and per tool it starts):
+    # the workers share the cores, and OpenMP threads beyond them only
+    # oversubscribe.
+    os.environ['OMP_NUM_THREADS'] = '1'
+    import torch
+    torch.set_num_threads(1)
 
 # Shrinks a Segmenter config to a model that trains in seconds on a CPU, on
 # 64x64 crops of the generated datasets. Appended to a config that inherits

@@ -8,45 +8,10 @@ threads, flush-denormal, warning filters) are the entry scripts': see
 :func:`entry`.
 """
 import argparse
-import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from mmengine.config import DictAction
-
-# Upstream deprecation noise the tools' output would otherwise carry: each
-# is a known warning of the pinned mm stack that a user cannot act on. Our
-# own warnings are never filtered.
-UPSTREAM_WARNINGS = (
-    (DeprecationWarning, r'pkg_resources'),
-    (UserWarning, r'.*pkg_resources is deprecated'),
-    (DeprecationWarning, r'.*'),
-    (FutureWarning, r'.*'),
-    (UserWarning, r'.*`build_loss` would be deprecated'),
-    (UserWarning, r'.*Default ``avg_non_ignore`` is False'),
-    (UserWarning, r'.*`reduce_zero_label` will be deprecated'),
-    (UserWarning, r'.*"FileClient" will be deprecated'),
-    (UserWarning, r'.*"HardDiskBackend" is the alias of "LocalBackend"'),
-    (UserWarning, r'.*The torch.Tensor.cuda'),
-    (UserWarning, r'.*On January 1, 2023, MMCV will release'),
-    (UserWarning, r'.*Fail to import ``MultiScaleDeformableAttention``'),
-)
-UPSTREAM_MODULES = ('mmengine', 'mmcv', 'mmseg', 'mmdet', 'torch',
-                    'pkg_resources', 'setuptools', 'torchvision', 'numpy')
-
-
-def quiet_upstream_warnings() -> None:
-    """Filter :data:`UPSTREAM_WARNINGS` raised by the mm stack's and
-    torch's modules (not ours). For the entry scripts only."""
-    modules = '|'.join(UPSTREAM_MODULES)
-    for category, message in UPSTREAM_WARNINGS:
-        warnings.filterwarnings('ignore', message=message,
-                                category=category,
-                                module=rf'({modules})(\..*)?$')
-    # pkg_resources warns from inside mmengine's import of it.
-    warnings.filterwarnings('ignore', message=r'.*pkg_resources',
-                            category=UserWarning)
-
 
 # Known mmengine log warnings about its own API that our tools trigger
 # only through mmengine and mmseg (dropped from the tools' console).
@@ -80,6 +45,7 @@ def entry(main: Callable[[Optional[List[str]]], Any]) -> None:
     down several-fold on denormal floats), Runner checkpoints readable."""
     from ailurus_mm.compat import allow_mmengine_checkpoints
 
+    from .quiet import quiet_upstream_warnings
     quiet_upstream_warnings()
     torch.set_flush_denormal(True)
     allow_mmengine_checkpoints()
