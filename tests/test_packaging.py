@@ -33,8 +33,10 @@ with open(sys.argv[2], 'w') as f:
 user = Config.fromfile(sys.argv[2])
 print(user.model.backbone.type, user.model.backbone.num_clusters,
       user.model.decode_head.num_classes)
-from ailurus_mm.benchmarks.demo import DEFAULT_CONFIG
-assert osp.isfile(DEFAULT_CONFIG), DEFAULT_CONFIG
+from ailurus_mm.benchmarks.accuracy.data import PROXY
+from ailurus_mm.benchmarks.demo import DEMO_CONFIG, shipped_checkpoint
+assert osp.isfile(ailurus_mm.find_config(DEMO_CONFIG)), DEMO_CONFIG
+assert shipped_checkpoint(PROXY).startswith(root), shipped_checkpoint(PROXY)
 '''
 
 

@@ -13,7 +13,7 @@ UPSTREAM_WARNINGS = (
     (UserWarning, r'pkg_resources is deprecated'),
     (DeprecationWarning, r''),
     (FutureWarning, r''),
-    (UserWarning, r'.*`build_loss` would be deprecated'),
+    (UserWarning, r".*``build_loss`` would be deprecated"),
     (UserWarning, r'.*Default ``avg_non_ignore`` is False'),
     (UserWarning, r'.*`reduce_zero_label` will be deprecated'),
     (UserWarning, r'.*pretrained is deprecated'),
@@ -30,3 +30,8 @@ def quiet_upstream_warnings() -> None:
         warnings.filterwarnings('ignore', message=message,
                                 category=category,
                                 module=rf'({modules})(\..*)?$')
+    # numpy reports its float limits once flush-to-zero is on, which the
+    # tools switch on for CPU training (torch.set_flush_denormal); the
+    # report names no module of its own (it is raised while numpy loads).
+    warnings.filterwarnings('ignore', category=UserWarning,
+                            message=r'The value of the smallest subnormal')
