@@ -331,6 +331,9 @@ def accuracy_parser() -> argparse.ArgumentParser:
                         'grid process')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
+    parser.add_argument('--splits', nargs='+', metavar='SPLIT',
+                        help='detection: evaluate only these splits (1x, '
+                        '2x; default: both)')
     return parser
 
 
@@ -413,7 +416,8 @@ def _detection_main(parser: argparse.ArgumentParser,
             config=args.config, cfg_options=args.cfg_options,
             num_train=args.num_train, num_val=args.num_val or 100,
             size=args.size, seed=args.seed, device=args.device,
-            jobs=args.jobs, threads=args.threads, limit=args.limit)
+            jobs=args.jobs, threads=args.threads, limit=args.limit,
+            **({'splits': tuple(args.splits)} if args.splits else {}))
         spec.validate()
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
