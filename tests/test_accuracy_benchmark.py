@@ -334,7 +334,7 @@ def test_accuracy_benchmark_refuses_settings_up_front(tmp_path, capsys,
 
 
 CAMVID_CONFIG = osp.join(REPO, 'configs', 'camvid',
-                         'segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py')
+                         'segmenter_vit-t_mask_1xb8-8k_camvid-256x256.py')
 # The CamVid config shrunk: 8 layers (room for the layer study and a
 # second stage at an equal mean token count), 32 channels, 64x64 crops;
 # evaluation of 128x96 images at 128x96 (48 tokens) and 2x (192).

@@ -474,9 +474,9 @@ def test_vitl_design_card_builds_full_size():
 
 
 # ------------------------------------------------------------------- CamVid
-CAMVID_VANILLA = 'camvid/segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py'
-CAMVID_NO_FT = 'camvid/ailurus_segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py'
-CAMVID_FT = ('camvid/ailurus-ft_segmenter_vit-t_mask_1xb8-2500_camvid-'
+CAMVID_VANILLA = 'camvid/segmenter_vit-t_mask_1xb8-8k_camvid-256x256.py'
+CAMVID_NO_FT = 'camvid/ailurus_segmenter_vit-t_mask_1xb8-8k_camvid-256x256.py'
+CAMVID_FT = ('camvid/ailurus-ft_segmenter_vit-t_mask_1xb8-2000_camvid-'
              '256x256.py')
 
 
@@ -506,7 +506,9 @@ def test_camvid_vanilla_is_mmsegs_segmenter_on_camvid():
               if t.type == 'Resize']
     assert [tuple(t.scale) for t in resize] == [(480, 360)]
     assert 'ailurus_mm.datasets' in cfg.custom_imports.imports
-    assert cfg.train_cfg.max_iters == 10000
+    # the 10k schedule's linear decay, stopped at 8k
+    assert cfg.train_cfg.max_iters == 8000
+    assert cfg.param_scheduler[-1].end == 10000
 
 
 def test_camvid_no_ft_differs_from_its_vanilla_twin_only_by_ailurus():

@@ -16,8 +16,8 @@ threads=${THREADS:-2}
 py=${PYTHON:-.venv/bin/python}
 B=configs/segmenter/ailurus_segmenter_vit-b_mask_8xb1-160k_ade20k-512x512.py
 L=configs/segmenter/ailurus_segmenter_vit-l_mask_8xb1-160k_ade20k-640x640.py
-C=configs/camvid/ailurus_segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py
-CKPT=ailurus_mm/checkpoints/segmenter_vit-t_mask_1xb8-10k_camvid-256x256.pth
+C=configs/camvid/ailurus_segmenter_vit-t_mask_1xb8-8k_camvid-256x256.py
+CKPT=ailurus_mm/checkpoints/segmenter_vit-t_mask_1xb8-8k_camvid-256x256.pth
 DET=configs/mask_rcnn/ailurus_mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-1024x1024.py
 
 run() {  # name, then tools/benchmark.py arguments

@@ -116,12 +116,12 @@ PROXY = AccuracyDataset(
 
 CAMVID = AccuracyDataset(
     name='camvid',
-    config='camvid/segmenter_vit-t_mask_1xb8-10k_camvid-256x256.py',
+    config='camvid/segmenter_vit-t_mask_1xb8-8k_camvid-256x256.py',
     splits=(Split('1x', 'val', 1.0), Split('2x', 'val', 2.0)),
     label='CamVid, a small ViT trained here (a real-image ranking, not '
     'ADE20K)',
     focus=('pole', 'signsymbol', 'pedestrian', 'bicyclist', 'fence'),
-    checkpoint='segmenter_vit-t_mask_1xb8-10k_camvid-256x256.pth',
+    checkpoint='segmenter_vit-t_mask_1xb8-8k_camvid-256x256.pth',
     train_folder='train',
     keeps=(0.65, 0.5, 0.35, 0.25, 0.15),
     rule=(('2x', 0.5), ('1x', 1.0)))

@@ -44,7 +44,11 @@ model = dict(
 # From scratch: AdamW with a warm-up and a linear decay instead of the
 # fine-tuning SGD of mmseg's Segmenter configs; bf16 autocast (fp32 weights),
 # 0.55x the step time of fp32 on this project's CPU (ailurus_mm/engine/optim.py).
-max_iters = 10000
+# The decay is laid out over 10k iterations and the run stops at 8k (what
+# fit in a session's background time; the learning rate is then 0.21x its
+# peak): --cfg-options train_cfg.max_iters=10000 runs the whole schedule.
+schedule_iters = 10000
+max_iters = 8000
 optim_wrapper = dict(
     _delete_=True,
     type='ailurus_mm.AutocastOptimWrapper',
@@ -60,7 +64,7 @@ param_scheduler = [
         power=1.0,
         eta_min=0.0,
         begin=500,
-        end=max_iters,
+        end=schedule_iters,
         by_epoch=False)
 ]
 train_cfg = dict(max_iters=max_iters, val_interval=2000)
