@@ -143,6 +143,19 @@ def test_fastest_within_the_rule_on_every_split():
         0.15
 
 
+def test_a_two_stage_row_sits_under_the_keep_it_is_compared_at():
+    from ailurus_mm.benchmarks.accuracy.report import drop_table
+
+    rows = [_row('2x', 'vanilla', 1.0, 0.0),
+            _row('2x', 'ailurus', 0.25, 0.3, fraction=0.3125),
+            _row('2x', 'ailurus_2stage@3', 0.5, 0.2, fraction=0.3125)]
+    rows[1].knobs = dict(second_stage=None)
+    rows[2].knobs = dict(second_stage=(3, 0.0625))
+    table = drop_table(rows, '2x')
+    assert 'keep 0.5' not in table
+    assert '| ailurus_2stage@3 | True | 0.20 +- 0.00 |' in table
+
+
 def test_unknown_preset_name():
     from ailurus_mm.benchmarks.presets import find_presets
 

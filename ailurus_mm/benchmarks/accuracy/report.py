@@ -80,11 +80,14 @@ def drop_table(rows: Sequence[Row], split: str, label: str = '') -> str:
     """Drops (with noise) of every setting x ``prop_attn`` at every keep."""
     split_rows = [r for r in rows if r.split == split and not r.is_vanilla]
     vanilla = _vanilla(rows, split)
-    keeps = sorted({r.keep for r in split_rows}, reverse=True)
+    # a two-stage setting sits under the keep it is compared at
+    column = {id(r): _column(r, split_rows) for r in split_rows}
+    keeps = sorted({column[id(r)] for r in split_rows}, reverse=True)
     lines = [
         f'{label + ": " if label else ""}split {split} ({vanilla.tokens} '
         f'tokens), vanilla mIoU {vanilla.miou:.2f}; mIoU drop (+- noise) '
-        'at each keep ratio, no fine-tuning:', '',
+        'at each keep ratio (two-stage settings: at the same mean token '
+        'count), no fine-tuning:', '',
         '| setting | prop_attn | ' + ' | '.join(
             f'keep {k}' for k in keeps) + ' |',
         '| --- | --- | ' + ' | '.join('---' for _ in keeps) + ' |'
@@ -94,13 +97,25 @@ def drop_table(rows: Sequence[Row], split: str, label: str = '') -> str:
             cells = []
             for keep in keeps:
                 match = [r for r in split_rows if r.setting == name and
-                         r.prop_attn == attn and r.keep == keep]
+                         r.prop_attn == attn and column[id(r)] == keep]
                 cells.append(f'{match[0].drop:.2f} +- {match[0].noise:.2f}'
                              if match else '-')
             if any(c != '-' for c in cells):
                 lines.append(f'| {name} | {attn} | ' + ' | '.join(cells) +
                              ' |')
     return '\n'.join(lines)
+
+
+def _column(row: Row, rows: Sequence[Row]) -> float:
+    """The keep column of ``row``: its keep, or for a two-stage setting
+    the keep of the single-stage AiluRus row with the same mean fraction of
+    tokens per layer (the count it is compared at)."""
+    if row.knobs.get('second_stage') is None:
+        return row.keep
+    same = [r.keep for r in rows if r.setting == 'ailurus' and
+            r.knobs.get('second_stage') is None and
+            abs(r.layer_fraction - row.layer_fraction) < 0.01]
+    return same[0] if same else row.keep
 
 
 def class_table(rows: Sequence[Row], split: str, keep: float) -> str:
