@@ -114,10 +114,14 @@ def finetune_study(cfg: Config, dataset: AccuracyDataset, checkpoint: str,
     return result
 
 
-def default_setting(keep: float = 0.25, prop_attn: bool = True) -> Setting:
-    """The setting the study fine-tunes at by default: AiluRus's own
-    clustering at ``AiluRusViT``'s defaults."""
-    return Setting(find_presets(['ailurus'])[0], keep, prop_attn)
+def default_setting(keep: Optional[float] = None,
+                    prop_attn: Optional[bool] = None) -> Setting:
+    """The setting the study fine-tunes at: AiluRus's own clustering,
+    ``keep`` and ``prop_attn`` at ``AiluRusViT``'s defaults unless given."""
+    defaults = ClusterConfig()
+    return Setting(find_presets(['ailurus'])[0],
+                   defaults.num_clusters if keep is None else keep,
+                   defaults.prop_attn if prop_attn is None else prop_attn)
 
 
 def finetune_table(study: Dict[str, Any], splits: List[str],
