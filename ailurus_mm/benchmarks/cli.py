@@ -332,8 +332,8 @@ def accuracy_parser() -> argparse.ArgumentParser:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction)
     parser.add_argument('--splits', nargs='+', metavar='SPLIT',
-                        help='detection: evaluate only these splits (1x, '
-                        '2x; default: both)')
+                        help='evaluate only these splits (1x, 2x; '
+                        'default: both)')
     return parser
 
 
@@ -366,7 +366,8 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
             config=args.config, cfg_options=args.cfg_options,
             num_train=args.num_train, num_val=args.num_val, size=args.size,
             seed=args.seed, device=args.device, jobs=args.jobs,
-            threads=args.threads, limit=args.limit)
+            threads=args.threads, limit=args.limit,
+            splits=tuple(args.splits) if args.splits else None)
         spec.validate()
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))

@@ -22,7 +22,7 @@ from ..models import build_with_weights, export_fp16, load_weights
 from ..presets import Preset, find_presets
 from . import report
 from .boundary import anchor_boundary_share
-from .data import AccuracyDataset, find_dataset, load_batches
+from .data import AccuracyDataset, Split, find_dataset, load_batches
 from .finetune import Recipe, default_setting, finetune_study, finetune_table
 from .grid import Row, Setting, evaluate_parallel, grid_settings
 from .select import fastest_within
@@ -59,6 +59,7 @@ class BenchmarkSpec:
         jobs: Processes of the evaluation grid.
         threads: Torch threads per grid process.
         limit: Evaluate only the first ``limit`` validation images.
+        splits: Evaluate only these splits (names; default: all).
     """
     dataset: str = 'proxy'
     out_dir: str = 'work_dirs/accuracy'
@@ -83,6 +84,7 @@ class BenchmarkSpec:
     jobs: int = 1
     threads: int = 1
     limit: Optional[int] = None
+    splits: Optional[Tuple[str, ...]] = None
 
     def validate(self) -> AccuracyDataset:
         """Every check that can fail, before any data is read or made."""
@@ -97,6 +99,11 @@ class BenchmarkSpec:
         else:
             dataset.check_data_root(self.data_root)
         check_common(self)
+        known = [s.name for s in dataset.splits]
+        if self.splits is not None and (not self.splits or any(
+                s not in known for s in self.splits)):
+            raise ValueError(f'--splits must be some of {known}, got '
+                             f'{list(self.splits)}')
         unknown = sorted(set(self.studies) - set(STUDIES))
         if unknown:
             raise ValueError(f'unknown studies {unknown}; choose from '
@@ -259,8 +266,9 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
         num_layers = cfg.model.backbone.get('num_layers', 12)
         rows = evaluate_parallel(
             cfg, dataset, checkpoint, grid_of(spec, dataset, num_layers),
-            jobs=spec.jobs, device=spec.device, limit=spec.limit,
-            threads=spec.threads, log=log)
+            splits=_splits(spec, dataset), jobs=spec.jobs,
+            device=spec.device, limit=spec.limit, threads=spec.threads,
+            log=log)
         summary['table'] = write_report(rows, dataset, spec.out_dir)
         summary['vanilla'] = {r.split: dict(miou=r.miou,
                                             class_iou=r.class_iou)
@@ -280,7 +288,7 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
                                setting, spec.recipe, spec.device, log)
         summary['finetune'] = study
         summary['finetune_table'] = finetune_table(
-            study, [s.name for s in dataset.splits], dataset.label)
+            study, [s.name for s in _splits(spec, dataset)], dataset.label)
     with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     return summary
@@ -296,7 +304,7 @@ def boundary_study(cfg, dataset: AccuracyDataset, checkpoint: str,
     state_dict = load_weights(checkpoint)
     result: Dict[str, Any] = {}
     patch = cfg.model.backbone.get('patch_size', 16)
-    for split in dataset.splits:
+    for split in _splits(spec, dataset):
         batches, _ = load_batches(cfg, split, spec.limit)
         result[split.name] = {}
         for reducer in REDUCERS:
@@ -311,6 +319,12 @@ def boundary_study(cfg, dataset: AccuracyDataset, checkpoint: str,
                 f'of kept tokens on class boundaries (uniform grid '
                 f'{100 * shares["uniform"]:.1f}%)')
     return result
+
+
+def _splits(spec: BenchmarkSpec, dataset: AccuracyDataset) -> List[Split]:
+    """The dataset's splits the run evaluates."""
+    return [s for s in dataset.splits
+            if spec.splits is None or s.name in spec.splits]
 
 
 def _classes(cfg) -> Tuple[str, ...]:
