@@ -66,7 +66,10 @@ def anchor_boundary_share(model: nn.Module, batches: List[Dict],
     try:
         with torch.no_grad():
             for batch in batches:
-                model.test_step(batch)
+                # the backbone sees what it sees in test_step (the same
+                # preprocessing); the head does not change the anchors
+                data = model.data_preprocessor(batch, False)
+                model.backbone(data['inputs'])
                 assignment = captured['assignment']
                 if assignment is None:
                     continue
