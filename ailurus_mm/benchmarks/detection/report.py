@@ -39,6 +39,43 @@ def _vanilla(rows: Sequence[DetRow], split: str) -> DetRow:
     return next(r for r in rows if r.split == split and r.is_vanilla)
 
 
+def read_csv(path: str) -> List[DetRow]:
+    """The rows :func:`write_csv` wrote (to report or choose again)."""
+    def number(text):
+        return None if text == '' else float(text)
+
+    rows = []
+    with open(path, newline='') as f:
+        reader = csv.reader(f)
+        header = next(reader)
+        for values in reader:
+            record = dict(zip(header[:len(BASE_FIELDS)], values))
+            named = dict(zip(header, values))
+            knobs = dict(zip(header[-len(ClusterConfig.names()):],
+                             values[-len(ClusterConfig.names()):]))
+            row = DetRow(
+                split=record['split'], tokens=int(record['tokens']),
+                setting=record['setting'],
+                prop_attn=None if record['prop_attn'] == '' else
+                record['prop_attn'] == 'True',
+                keep=float(record['keep']),
+                layer_fraction=float(record['layer_fraction']),
+                scores={m: number(named[m]) for m in METRICS},
+                halves={m: (number(named[f'{m}.a']), number(named[f'{m}.b']))
+                        for m in HEADLINE},
+                knobs={} if knobs['cluster_layer'] == '' else {
+                    'cluster_layer': int(knobs['cluster_layer']),
+                    'num_clusters': float(knobs['num_clusters']),
+                    'prop_attn': knobs['prop_attn'] == 'True',
+                    'reducer': knobs['reducer']})
+            if not row.is_vanilla:
+                row.drops = {m: number(named[f'drop.{m}']) for m in METRICS}
+                row.noise = {m: number(named[f'noise.{m}'])
+                             for m in HEADLINE}
+            rows.append(row)
+    return rows
+
+
 def drop_table(rows: Sequence[DetRow], split: str) -> str:
     """Box and mask AP drops (with noise) of every setting at every keep."""
     split_rows = [r for r in rows if r.split == split and not r.is_vanilla]
