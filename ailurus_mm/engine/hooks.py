@@ -58,7 +58,7 @@ def find_ailurus_backbone(model: nn.Module) -> Optional[AiluRusViT]:
 
 
 def ailurus_settings(backbone: AiluRusViT) -> str:
-    """``cluster_layer=1, num_clusters=0.25, ...``: every knob of a
+    """``cluster_layer=1, num_clusters=0.5, ...``: every knob of a
     backbone."""
     return backbone.clustering.describe()
 

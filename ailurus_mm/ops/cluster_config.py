@@ -109,7 +109,7 @@ class ClusterConfig:
             ``recover_detail`` or the grid-based reducers.
     """
     cluster_layer: int = 1
-    num_clusters: Count = 0.25
+    num_clusters: Count = 0.5
     k: int = 5
     spatial_weight: float = 1.0
     window: Optional[int] = None
@@ -175,7 +175,7 @@ class ClusterConfig:
                 if value != defaults[name]}
 
     def describe(self) -> str:
-        """``cluster_layer=1, num_clusters=0.25, ...``: every knob."""
+        """``cluster_layer=1, num_clusters=0.5, ...``: every knob."""
         return ', '.join(f'{name}={value!r}'
                          for name, value in self.to_dict().items())
 
