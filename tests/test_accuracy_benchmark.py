@@ -306,16 +306,18 @@ def test_finetune_only_with_another_recipe(tmp_path, tiny_proxy_config):
     """--finetune-only: no reducer table, the fine-tuning study at the
     default setting with the recipe given (and its markdown)."""
     from ailurus_mm.benchmarks.cli import accuracy_main
+    from ailurus_mm.ops import ClusterConfig
 
     out = tmp_path / 'out'
     summary = accuracy_main([
         '--out-dir', str(out), '--num-train', '4', '--num-val', '2',
         '--size', '64', '--iters', '4', '--config', tiny_proxy_config,
         '--finetune-only', '--ft-fraction', '0.5', '--ft-lr-factor', '0.2',
-        '--ft-train-keep', '0.5'])
+        '--ft-train-keep', '0.35'])
     ft = summary['finetune']
+    # trained at 0.35, evaluated at the default keep
     assert (ft['iters'], ft['train_keep'], ft['knobs']['num_clusters']) == (
-        2, 0.5, 0.25)
+        2, 0.35, ClusterConfig().num_clusters)
     assert ft['lr'] == pytest.approx(0.2 * 0.001)
     assert not (out / 'accuracy.csv').exists()
     assert (out / 'summary.json').is_file()

@@ -388,7 +388,9 @@ def test_no_finetune_nothing_merged_matches_vanilla_detections(
                            tmp_path / 'vanilla.pkl', '--work-dir',
                            tmp_path / 'v'], capfd)
     cfg = write_tiny_det_config(str(tmp_path / 'kept.py'), AILURUS_B,
-                                coco_root, backbone=dict(num_clusters=1.0))
+                                coco_root,
+                                backbone=dict(cluster_layer=0,
+                                              num_clusters=1.0))
     out = run_tool_here('test', [cfg, checkpoint, '--no-finetune', '--out',
                                  tmp_path / 'ailurus.pkl', '--work-dir',
                                  tmp_path / 'a'], capfd)

@@ -230,9 +230,10 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
         '--runs', '1', '--threads', '1', '--accuracy-images', '2'
     ], cwd=str(tmp_path))
     assert 'tokens: 16 patch tokens -> 8 after layer 0' in out
-    # The shipped proxy model at 640x640 (40 x 40 patches), a quarter kept.
+    # The shipped proxy model at 640x640 (40 x 40 patches), at the default
+    # keep (half).
     assert re.search(r'accuracy \(synthetic proxy, not ADE20K\): .* 2 '
-                     r'generated scenes at 640x640, 1600 -> 400 tokens .*: '
+                     r'generated scenes at 640x640, 1600 -> 800 tokens .*: '
                      r'vanilla mIoU [0-9.]+, AiluRus mIoU [0-9.]+', out)
     assert 'Warning' not in out  # upstream noise filtered
     assert 'vanilla 3x17, AiluRus 1x17 + 2x9' in out
