@@ -424,3 +424,17 @@ def test_detection_benchmark_end_to_end(tmp_path):
             for metric, value in check[way].items():
                 assert value == pytest.approx(check['grid'][metric],
                                               abs=0.05), (way, metric)
+
+
+def test_csv_round_trip_keeps_every_knob(tmp_path):
+    from ailurus_mm.benchmarks.detection import report
+    from ailurus_mm.ops import ClusterConfig
+
+    shipped = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'docs', 'detection', 'accuracy.csv')
+    rows = report.read_csv(shipped)
+    report.write_csv(rows, str(tmp_path / 'again.csv'))
+    again = report.read_csv(str(tmp_path / 'again.csv'))
+    assert again == rows
+    chosen = report.fastest_within(rows)
+    assert set(chosen.knobs) == set(ClusterConfig.names())
