@@ -384,8 +384,7 @@ def test_detection_benchmark_end_to_end(tmp_path):
     """Generate, train a few iterations, evaluate every setting with
     mmdet's CocoMetric at both lengths (halves included), report, choose,
     check the tools: the whole --task detection path on a tiny detector
-    (its fine-tuning study is the segmentation benchmark's, tested
-    there)."""
+    (its fine-tuning study: test_detection_finetune_only)."""
     from ailurus_mm.benchmarks.cli import accuracy_main
     from ailurus_mm.benchmarks.detection.grid import HEADLINE, METRICS
 
@@ -438,3 +437,54 @@ def test_csv_round_trip_keeps_every_knob(tmp_path):
     assert again == rows
     chosen = report.fastest_within(rows)
     assert set(chosen.knobs) == set(ClusterConfig.names())
+
+
+def test_detection_finetune_only(tmp_path):
+    """``--finetune-only``: no grid; the vanilla detector fine-tuned at the
+    Mask R-CNN configs' setting (layer 3, keep 0.35, read from the config)
+    and the vanilla control, AP of both on the asked split."""
+    from ailurus_mm.benchmarks.cli import accuracy_main
+    from ailurus_mm.benchmarks.detection.run import config_setting
+
+    root = str(tmp_path / 'data') + '/'
+    make_detection_proxy(root, num_train=4, num_val=4, size=64, seed=1,
+                         workers=1)
+    path = tmp_path / 'tiny.py'
+    path.write_text(TINY_DETECTOR.format(config=CONFIG))
+    five = dict(model=dict(backbone=dict(num_layers=5, out_indices=(4, ))))
+    cfg = detector_config(root, str(tmp_path / 'train'), str(path), five)
+    exported = export_fp16(train_detector(cfg), str(tmp_path / 'v.pth'),
+                           cfg)
+    out = tmp_path / 'out'
+    summary = accuracy_main([
+        '--task', 'detection', '--finetune-only', '--checkpoint', exported,
+        '--data-root', root, '--out-dir', str(out), '--config', str(path),
+        '--num-train', '4', '--num-val', '4', '--size', '64', '--splits',
+        '2x', '--cfg-options', 'model.backbone.num_layers=5',
+        'model.backbone.out_indices=(4,)'])
+    assert not (out / 'accuracy.csv').exists()  # no grid
+    study = summary['finetune']
+    assert study['knobs'] == config_setting().clustering().to_dict()
+    assert (study['knobs']['cluster_layer'],
+            study['knobs']['num_clusters']) == (3, 0.35)
+    assert study['iters'] == 1  # an eighth of 2 iterations, at least one
+    assert sorted(study['seconds_per_iter']) == ['control', 'finetune']
+    assert '1x' not in study
+    for name in ('start', 'tuned', 'control'):
+        for label in ('vanilla', 'ailurus'):
+            scores = study['2x'][f'{name}_{label}']
+            assert all(-1 <= v <= 100 for v in scores.values()), scores
+    assert '| 2x |' in summary['finetune_table']
+    assert (out / 'finetune' / 'iter_1.pth').is_file()
+    assert (out / 'control' / 'iter_1.pth').is_file()
+
+
+def test_detection_finetune_only_needs_a_checkpoint(tmp_path, capsys):
+    from ailurus_mm.benchmarks.cli import accuracy_main
+
+    with pytest.raises(SystemExit):
+        accuracy_main(['--task', 'detection', '--finetune-only',
+                       '--out-dir', str(tmp_path)])
+    assert 'needs the vanilla detector to start from (--checkpoint)' in \
+        capsys.readouterr().err
+    assert not (tmp_path / 'data').exists()  # refused before any data

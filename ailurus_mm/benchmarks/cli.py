@@ -412,6 +412,7 @@ def _detection_main(parser: argparse.ArgumentParser,
             prop_attn=tuple(p == 'on' for p in dict.fromkeys(
                 args.prop_attn)),
             layers=tuple(args.layers), finetune=not args.no_finetune,
+            finetune_only=args.finetune_only,
             recipe=Recipe(args.ft_fraction or DET_RECIPE.fraction,
                           args.ft_lr_factor),
             config=args.config, cfg_options=args.cfg_options,
@@ -425,9 +426,12 @@ def _detection_main(parser: argparse.ArgumentParser,
     _threads(parser, args.threads)
     quiet_mmengine()
     summary = run_detection_benchmark(spec)
-    print(summary['table'])
     if 'finetune_table' in summary:
         print(summary['finetune_table'])
+    if 'table' not in summary:  # the fine-tuning study alone
+        print(f'wrote {osp.join(args.out_dir, "summary.json")}')
+        return summary
+    print(summary['table'])
     chosen = summary['default_setting']
     print(f"Mask R-CNN default ({summary['rule']}): " + (
         'none' if chosen is None else

@@ -34,6 +34,11 @@ from .instances import make_detection_proxy
 from .train import detector_config, export_fp16, train_detector
 
 KEEPS = (0.65, 0.5, 0.35, 0.25)
+# The config whose AiluRus knobs a fine-tuning-only run studies (the ViT-L
+# config has the same ones; tests/test_defaults.py ties both to the grid).
+MASK_RCNN_CONFIG = osp.join(
+    'mask_rcnn', 'ailurus_mask-rcnn_vit-b_simplefpn_8xb2-lsj-1x_coco-'
+    '1024x1024.py')
 SHIPPED = 'mask-rcnn_vit-t_simplefpn_1xb4-2k_ailurus-proxy-320x320.pth'
 # A short fine-tuning run: an eighth of the vanilla schedule at 0.3x its
 # learning rate (the segmentation recipe's factor), and the control.
@@ -54,6 +59,7 @@ class DetectionSpec:
     prop_attn: Tuple[bool, ...] = (False, True)
     layers: Tuple[int, ...] = (3, 5)
     finetune: bool = True
+    finetune_only: bool = False
     recipe: Recipe = DET_RECIPE
     config: Optional[str] = None
     cfg_options: Optional[Dict[str, Any]] = None
@@ -76,6 +82,12 @@ class DetectionSpec:
                              f'{list(self.splits)}')
         for layer in self.layers:
             ClusterConfig(cluster_layer=layer).check_layers(12)
+        if self.finetune_only and not self.finetune:
+            raise ValueError('finetune_only and no finetune contradict '
+                             'each other')
+        if self.finetune_only and self.checkpoint is None:
+            raise ValueError('the fine-tuning study alone needs the vanilla '
+                             'detector to start from (--checkpoint)')
 
 
 def grid(spec: DetectionSpec) -> List[Setting]:
@@ -229,6 +241,18 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
         log(f'exported {checkpoint} '
             f'({osp.getsize(checkpoint) / 2**20:.1f} MB)')
     splits = [s for s in SPLITS if s.name in spec.splits]
+    if spec.finetune_only:
+        setting = config_setting()
+        log(f'fine-tuning study alone, at the Mask R-CNN configs\' '
+            f'setting: {setting.clustering().describe()}')
+        study = finetune_study(cfg, data_root, checkpoint, spec.out_dir,
+                               setting, spec.recipe, spec.device,
+                               spec.limit, log, splits)
+        summary = dict(label=report.LABEL, checkpoint=checkpoint,
+                       finetune=study, finetune_table=finetune_table(study))
+        with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
+            json.dump(summary, f, indent=2)
+        return summary
     rows = evaluate_detection(cfg, data_root, checkpoint, grid(spec),
                               splits=splits, jobs=spec.jobs,
                               device=spec.device, limit=spec.limit,
@@ -264,6 +288,22 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
     with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
         json.dump(summary, f, indent=2)
     return summary
+
+
+def config_setting(config: str = MASK_RCNN_CONFIG) -> Setting:
+    """The AiluRus setting of one of our Mask R-CNN configs (its
+    backbone's knobs, the rest at the defaults)."""
+    from mmengine.config import Config
+
+    from ailurus_mm.zoo import config_dir
+
+    backbone = Config.fromfile(osp.join(config_dir(), config)).model.backbone
+    fields = {f.name for f in dataclasses.fields(ClusterConfig)}
+    base = ClusterConfig(**{k: v for k, v in backbone.items()
+                            if k in fields})
+    return Setting(find_presets(['ailurus'])[0], base.num_clusters,
+                   base.prop_attn, base,
+                   label=f'ailurus@layer{base.cluster_layer}')
 
 
 def _setting_of(row) -> Setting:
