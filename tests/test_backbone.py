@@ -255,3 +255,32 @@ def test_single_patch_image_runs():
     _, ailurus = build_pair(num_clusters=0.5)
     out = run(ailurus, torch.randn(1, 3, 16, 16))
     assert out[0].shape == (1, 32, 1, 1)
+
+
+@pytest.mark.parametrize('with_cls_token', [True, False])
+@pytest.mark.parametrize('out_indices', [(3, ), (1, 3)])
+def test_recover_detail_restores_each_tokens_own_stream(with_cls_token,
+                                                        out_indices):
+    """With the layers after clustering doing nothing (their residual
+    branches zeroed), every token's stream is its cluster's mean plus its
+    own deviation: ``recover_detail=True`` gives the vanilla outputs
+    exactly, the final norm included (the deviation joins the stream
+    before the norm), where the paper's recovery does not."""
+    kwargs = dict(cluster_layer=1, num_clusters=0.25, final_norm=True,
+                  with_cls_token=with_cls_token, out_indices=out_indices)
+    vanilla, ailurus = build_pair(recover_detail=True, **kwargs)
+    _, plain = build_pair(recover_detail=False, **kwargs)
+    with torch.no_grad():
+        for model in (vanilla, ailurus, plain):
+            for layer in model.layers[2:]:
+                for name in ('attn.attn.out_proj', 'ffn.layers.1'):
+                    module = layer.get_submodule(name)
+                    module.weight.zero_()
+                    module.bias.zero_()
+        images = torch.randn(2, 3, 96, 80)  # 30 tokens -> 8 clusters
+        expected = vanilla(images)
+        raw = ailurus(images)
+        assert raw.assignment is not None
+        assert_same_outputs(TokenRecover()(raw), expected, atol=1e-5)
+        without = TokenRecover()(plain(images))
+    assert not torch.allclose(without[-1], expected[-1], atol=1e-3)

@@ -143,6 +143,15 @@ class AiluRusViT(VisionTransformer):
         means = merge_tokens(tokens, assignment.index, assignment.sizes)
         return tokens - recover_tokens(means, assignment.index)
 
+    def _with_detail(self, x: Tensor, assignment: ClusterAssignment,
+                     detail: Tensor) -> Tensor:
+        """``x`` (merged) on the full grid, every patch token its
+        cluster's plus its own :meth:`_detail` (the cls token as is)."""
+        full = recover_tokens(self._patch_tokens(x), assignment.index)
+        full = full + detail.to(full.dtype)
+        return torch.cat([x[:, :1], full], dim=1) if self.with_cls_token \
+            else full
+
     def _attn_bias(self, assignment: ClusterAssignment,
                    x: Tensor) -> Optional[Tensor]:
         """The per-key bias of the layers after clustering, ``[B, L]``
@@ -202,10 +211,17 @@ class AiluRusViT(VisionTransformer):
         attn_bias, detail = None, None
         for i, layer in enumerate(self.layers):
             x = self._run_layer(layer, x, attn_bias)
+            stage = len(assignments)
             if i == len(self.layers) - 1 and self.final_norm:
+                if detail is not None and stage:
+                    # recover_detail: every token's own deviation joins
+                    # the residual stream before the final norm (added
+                    # after it, its scale would not match); the normed
+                    # output is on the full grid.
+                    x = self._with_detail(x, assignments[-1], detail)
+                    stage = 0
                 x = self.norm1(x)
             if i in self.out_indices:
-                stage = len(assignments)
                 features.append(self._output(x, hw_shape, stage > 0))
                 stage_of.append(stage)
             if i == clustering.cluster_layer:

@@ -39,7 +39,9 @@ class AiluRusOutputs:
         hw_shape: The patch grid ``(H, W)``.
         detail: Optional ``[B, N, C]`` deviation of every patch token from
             its cluster's mean at clustering time; ``TokenRecover`` adds it
-            back (``AiluRusViT(recover_detail=True)``).
+            back to the merged entries (``AiluRusViT(recover_detail=True)``;
+            the backbone adds it itself before its final norm, so that
+            entry comes on the full grid).
     """
 
     __slots__ = ('features', 'stages', 'assignments', 'hw_shape', 'detail')
