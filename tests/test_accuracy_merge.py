@@ -1,0 +1,62 @@
+"""A grid run in parts, merged into one report (benchmarks/accuracy/merge):
+later rows replace earlier ones of the same setting, parts of different
+models are refused, and the merged files are the report's."""
+import pytest
+
+from ailurus_mm.benchmarks.accuracy import merge, report
+from ailurus_mm.benchmarks.accuracy.grid import Row
+from ailurus_mm.ops import ClusterConfig
+
+
+def _row(split, setting, keep=1.0, miou=40.0, prop_attn=True, **knobs):
+    vanilla = setting == 'vanilla'
+    tokens = 690 if split == '1x' else 2700
+    row = Row(split=split, tokens=tokens, setting=setting,
+              prop_attn=None if vanilla else prop_attn, keep=keep,
+              kept_tokens=tokens * keep, layer_fraction=keep, miou=miou,
+              miou_a=miou, miou_b=miou, class_iou={'pole': 1.0},
+              knobs={} if vanilla else ClusterConfig(
+                  num_clusters=keep, prop_attn=prop_attn,
+                  **knobs).to_dict())
+    row.drop = 40.0 - miou
+    row.class_drop = {'pole': 0.0}
+    return row
+
+
+def test_later_parts_replace_rows_of_the_same_setting():
+    first = [_row('1x', 'vanilla'), _row('1x', 'ailurus', 0.5, 39.0),
+             _row('1x', 'ailurus', 0.5, 38.0, recover_detail=True)]
+    second = [_row('1x', 'vanilla'), _row('2x', 'vanilla'),
+              _row('1x', 'ailurus', 0.5, 39.5, recover_detail=True),
+              _row('2x', 'ailurus', 0.5, 39.9)]
+    rows = merge.merge_rows([first, second])
+    assert [(r.split, r.setting, r.knobs.get('recover_detail'), r.miou)
+            for r in rows] == [
+        ('1x', 'vanilla', None, 40.0), ('1x', 'ailurus', False, 39.0),
+        ('1x', 'ailurus', True, 39.5), ('2x', 'vanilla', None, 40.0),
+        ('2x', 'ailurus', False, 39.9)]
+
+
+def test_parts_of_different_models_are_refused():
+    with pytest.raises(ValueError, match='vanilla mIoU 35.0 on split 1x, '
+                       'an earlier part 40.0'):
+        merge.merge_rows([[_row('1x', 'vanilla')],
+                          [_row('1x', 'vanilla', miou=35.0)]])
+
+
+def test_merge_writes_one_report(tmp_path, capsys):
+    a, b = str(tmp_path / 'a.csv'), str(tmp_path / 'b.csv')
+    report.write_csv([_row('1x', 'vanilla'), _row('1x', 'ailurus', 0.5,
+                                                  39.0)], a)
+    report.write_csv([_row('1x', 'vanilla'), _row('1x', 'grid', 0.5, 38.0,
+                                                  reducer='grid')], b)
+    out = tmp_path / 'out'
+    text = merge.main(['--dataset', 'camvid', '--out-dir', str(out), a, b])
+    rows = report.read_csv(str(out / 'accuracy.csv'))
+    assert [(r.setting, r.miou) for r in rows] == [
+        ('vanilla', 40.0), ('ailurus', 39.0), ('grid', 38.0)]
+    assert 'CamVid, a small ViT trained here' in text
+    assert (out / 'accuracy.png').stat().st_size > 0
+    with pytest.raises(SystemExit):
+        merge.main(['--out-dir', str(out), str(tmp_path / 'missing.csv')])
+    assert 'no such file' in capsys.readouterr().err
