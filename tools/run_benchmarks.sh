@@ -39,6 +39,11 @@ run vitb_512_defaults "$B" --warmup 1 --runs 3
 # CamVid at 2x (960x720, 60x45 = 2700 tokens) with the benchmark's model.
 run camvid_2x_defaults "$C" --checkpoint "$CKPT" --shape 720 960 \
   --warmup 1 --runs 3
+# Expedite-style k-means at keep 0.25 (on CamVid it loses far less than
+# AiluRus there): its cost over the ideal reducer's.
+run vitl_640_kmeans_0.25 "$L" --warmup 1 --runs 2 --no-flops --no-memory \
+  --variants vanilla ideal_merged ailurus_merged \
+  --cfg-options model.backbone.reducer=kmeans model.backbone.num_clusters=0.25
 # Fine-tuning: one optimizer step, vanilla vs AiluRus at the defaults (the
 # ailurus-ft_ configs train with them).
 for model in vitb_512:$B vitl_640:$L; do
