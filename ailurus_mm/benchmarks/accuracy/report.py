@@ -201,7 +201,9 @@ def plot(rows: Sequence[Row], path: str, title: str,
         ax.set_title(f'{split}: {vanilla.tokens} tokens')
         ax.invert_xaxis()
         ax.grid(alpha=0.3)
-    axes[-1].legend(fontsize=7, ncol=2)
+        # every panel names its own lines (the splits may hold different
+        # settings)
+        ax.legend(fontsize=7, ncol=2, loc='lower left')
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path)
