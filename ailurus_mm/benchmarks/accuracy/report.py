@@ -36,7 +36,9 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
             writer.writerow(record)
 
 
-def _parse(value: str) -> Any:
+def parse_cell(value: str) -> Any:
+    """A CSV cell as its value: ``None`` if empty, a number, bool or
+    tuple, else the string (e.g. a reducer name)."""
     import ast
     if value == '':
         return None
@@ -51,10 +53,10 @@ def read_csv(path: str) -> List[Row]:
     rows = []
     with open(path) as f:
         for record in csv.DictReader(f):
-            values = {k: _parse(record[k]) for k in BASE_FIELDS}
+            values = {k: parse_cell(record[k]) for k in BASE_FIELDS}
             values['setting'] = record['setting']
             values['split'] = record['split']
-            knobs = {k: _parse(record[k]) for k in ClusterConfig.names()
+            knobs = {k: parse_cell(record[k]) for k in ClusterConfig.names()
                      if k in record}
             if values['setting'] == 'vanilla':
                 knobs = {}

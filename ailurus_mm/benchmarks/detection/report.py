@@ -1,11 +1,11 @@
 """The detection grid's report: CSV (every knob of every row), markdown and
 one plot (box and mask AP against the tokens kept), and the defaults rule.
 """
-import ast
 import csv
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ailurus_mm.ops import ClusterConfig
+from ..accuracy.report import parse_cell
 from .grid import HEADLINE, METRICS, DetRow
 
 BASE_FIELDS = ('split', 'tokens', 'setting', 'prop_attn', 'keep',
@@ -40,15 +40,6 @@ def _vanilla(rows: Sequence[DetRow], split: str) -> DetRow:
     return next(r for r in rows if r.split == split and r.is_vanilla)
 
 
-def _knob(text: str) -> Any:
-    """A knob's CSV cell as its value (a number, bool or tuple; a reducer
-    name stays a string)."""
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
-
-
 def read_csv(path: str) -> List[DetRow]:
     """The rows :func:`write_csv` wrote (to report or choose again)."""
     def number(text):
@@ -74,7 +65,7 @@ def read_csv(path: str) -> List[DetRow]:
                 halves={m: (number(named[f'{m}.a']), number(named[f'{m}.b']))
                         for m in HEADLINE},
                 knobs={} if knobs['cluster_layer'] == '' else
-                ClusterConfig(**{k: _knob(v) for k, v in knobs.items()
+                ClusterConfig(**{k: parse_cell(v) for k, v in knobs.items()
                                  if v != ''}).to_dict())
             if not row.is_vanilla:
                 row.drops = {m: number(named[f'drop.{m}']) for m in METRICS}

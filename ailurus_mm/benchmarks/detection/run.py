@@ -298,9 +298,8 @@ def config_setting(config: str = MASK_RCNN_CONFIG) -> Setting:
     from ailurus_mm.zoo import config_dir
 
     backbone = Config.fromfile(osp.join(config_dir(), config)).model.backbone
-    fields = {f.name for f in dataclasses.fields(ClusterConfig)}
     base = ClusterConfig(**{k: v for k, v in backbone.items()
-                            if k in fields})
+                            if k in ClusterConfig.names()})
     return Setting(find_presets(['ailurus'])[0], base.num_clusters,
                    base.prop_attn, base,
                    label=f'ailurus@layer{base.cluster_layer}')
