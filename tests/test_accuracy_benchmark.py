@@ -418,6 +418,10 @@ def test_camvid_benchmark_end_to_end(tmp_path):
     assert 'IoU drop of the small and thin classes' in markdown
     for name in ('accuracy.png', 'studies.png'):
         assert (out / name).stat().st_size > 0
+    # the boundary study runs at the setting the rows chose (the finetune
+    # study's too), and says which
+    assert (summary['boundary_setting']['keep'] ==
+            summary['finetune']['knobs']['num_clusters'])
     shares = summary['boundary']['2x']
     assert set(shares) == {'dpc_knn', 'farthest', 'kmeans', 'tome',
                            'random', 'grid'}

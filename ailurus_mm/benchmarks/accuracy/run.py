@@ -281,6 +281,9 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
             row = next(iter(chosen.values()))
             setting = default_setting(row.keep, row.prop_attn)
         if 'boundary' in spec.studies:
+            # at the chosen setting (the run's own rows pick it)
+            summary['boundary_setting'] = dict(keep=setting.keep,
+                                               prop_attn=setting.prop_attn)
             summary['boundary'] = boundary_study(
                 cfg, dataset, checkpoint, setting.clustering(), spec, log)
     if spec.finetune or spec.finetune_only:
