@@ -60,3 +60,29 @@ def test_merge_writes_one_report(tmp_path, capsys):
     with pytest.raises(SystemExit):
         merge.main(['--out-dir', str(out), str(tmp_path / 'missing.csv')])
     assert 'no such file' in capsys.readouterr().err
+
+
+def test_prop_attn_off_is_drawn_only_where_it_swaps_places_beyond_noise():
+    def row(setting, miou, prop_attn=True, noise=0.1):
+        r = _row('2x', setting, 0.5, miou, prop_attn)
+        r.noise = noise
+        return r
+
+    rows = [row('ailurus', 36.2), row('grid', 35.7),
+            row('ailurus', 35.5, prop_attn=False),
+            row('kmeans', 36.4), row('kmeans', 36.5, prop_attn=False)]
+    # without prop_attn AiluRus falls below grid by more than the noise
+    assert report.off_changes_ranking(rows, 'ailurus')
+    # k-means gains a little without it: no swap
+    assert not report.off_changes_ranking(rows, 'kmeans')
+    # a swap inside the noise is not a change
+    close = [row('ailurus', 36.2), row('grid', 36.0),
+             row('ailurus', 35.8, prop_attn=False, noise=0.25)]
+    assert not report.off_changes_ranking(close, 'ailurus')
+    close[2].noise = 0.05
+    assert report.off_changes_ranking(close, 'ailurus')
+    # nor one inside the floor, when the half-split noise comes out 0
+    for r in close:
+        r.noise = 0.0
+    close[2].miou = 35.95
+    assert not report.off_changes_ranking(close, 'ailurus')

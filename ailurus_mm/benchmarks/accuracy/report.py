@@ -142,20 +142,33 @@ def class_table(rows: Sequence[Row], split: str, keep: float) -> str:
     return '\n'.join(lines)
 
 
-def _off_changes_ranking(rows: Sequence[Row], name: str) -> bool:
-    """Whether ``name`` without ``prop_attn`` ranks differently among the
-    ``prop_attn`` lines than with it, at some keep."""
+# the least gap (mIoU) that ranks two rows: the half-split noise is one
+# sample, and can come out 0.00 by chance
+RANK_NOISE_FLOOR = 0.1
+
+
+def off_changes_ranking(rows: Sequence[Row], name: str) -> bool:
+    """Whether ``name`` without ``prop_attn`` swaps places, beyond the
+    noise, with another reducer's ``prop_attn`` line at some keep: one
+    that ``name`` with it clearly beats clearly beats it without, or the
+    other way round. "Clearly" is a gap larger than the larger noise of the
+    two rows (at least ``RANK_NOISE_FLOOR``), so swaps inside the noise do
+    not count."""
+    def order(a: Row, b: Row) -> int:
+        gap = a.miou - b.miou
+        return 0 if abs(gap) <= max(a.noise, b.noise, RANK_NOISE_FLOOR) else (
+            1 if gap > 0 else -1)
+
     for keep in {r.keep for r in rows}:
-        at = {r.setting: r.miou for r in rows
-              if r.keep == keep and r.prop_attn}
-        off = [r.miou for r in rows if r.keep == keep and
-               r.setting == name and r.prop_attn is False]
+        at = {r.setting: r for r in rows if r.keep == keep and r.prop_attn}
+        off = [r for r in rows if r.keep == keep and r.setting == name and
+               r.prop_attn is False]
         if name not in at or not off:
             continue
-        others = [v for k, v in at.items() if k != name]
-        if sum(v > at[name] for v in others) != sum(v > off[0]
-                                                    for v in others):
-            return True
+        for other, row in at.items():
+            if other != name and order(at[name], row) * order(off[0],
+                                                              row) < 0:
+                return True
     return False
 
 
@@ -185,7 +198,7 @@ def plot(rows: Sequence[Row], path: str, title: str,
             has_on = any(r.prop_attn for r in mine)
             for attn, style in ((True, '-'), (False, '--')):
                 if attn is False and has_on and \
-                        not _off_changes_ranking(split_rows, name):
+                        not off_changes_ranking(split_rows, name):
                     continue
                 points = sorted((getattr(r, x), r.miou) for r in mine
                                 if bool(r.prop_attn) == attn)
