@@ -62,7 +62,10 @@ if __name__ == '__main__':
             'torch>=2.0', 'mmengine>=0.10,<0.11', 'mmcv>=2.0,<2.2',
             'mmsegmentation>=1.2,<1.3'
         ],
-        extras_require={'det': ['mmdet>=3.3,<3.4'], 'tests': ['pytest', 'pytest-xdist']},
+        extras_require={
+            'det': ['mmdet>=3.3,<3.4'],
+            'tests': ['pytest', 'pytest-xdist']
+        },
         license='Apache-2.0',
         zip_safe=False,
     )
