@@ -29,6 +29,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Protocol, Tuple
 from torch import Tensor
 
 from . import baselines
+from .cover import cover_clusters
 from .density import (assign_to_anchors, decision_scores, density_peaks,
                       knn_density, select_anchors, select_anchors_above,
                       spatial_aware_distance)
@@ -123,6 +124,25 @@ def dpc_knn(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
         decision_scores(rho, delta, scale), config.anchor_threshold,
         num_anchors)
     return Clusters(assign_to_anchors(x, anchors, valid), anchors)
+
+
+@register_reducer(
+    'dpc_cover', knobs=('k', 'spatial_weight', 'window'), any_tokens=False,
+    description='density peaks that cover the image, refined locally '
+    '(ailurus_mm)')
+def dpc_cover(x: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
+              config: Knobs,
+              positions: Optional[Tensor] = None) -> Clusters:
+    """The spatial-aware density peaks (steps 1-3, global or windowed)
+    choose anchors that cover the grid, then local Lloyd iterations refine
+    the clusters (:mod:`ailurus_mm.ops.cover`)."""
+    k = max(1, min(config.k, x.shape[1] - 1))
+    if use_window(config.window, hw_shape):
+        rho, delta, _ = window_density_and_delta(
+            x, hw_shape, k, config.spatial_weight, config.window)
+    else:
+        rho, delta, _ = density_peaks(x, hw_shape, k, config.spatial_weight)
+    return Clusters(*cover_clusters(x, hw_shape, rho * delta, num_anchors))
 
 
 @register_reducer(

@@ -1,0 +1,360 @@
+"""Density peaks that cover the image: ailurus_mm's clustering
+(``reducer='dpc_cover'``, beyond the paper; docs/method.md).
+
+The paper's step 4 takes the ``M`` tokens of highest ``rho * delta``: on
+real images they crowd onto textured and boundary tokens and leave flat
+regions to a few far anchors. Here the same scores choose anchors that
+cover the grid, and a few local Lloyd iterations refine the clusters:
+
+1. Anchors (:func:`cover_anchors`): tokens in score order, skipping any
+   token within a disk around an anchor already taken (greedy
+   suppression), the ``M`` best of them. The disk is chosen per image: the
+   widest whose suppression still takes at least ``M`` tokens, so anchors
+   keep apart as far as the count allows while the lowest-scored of the
+   survivors (flat regions) are left to their neighbours. The greedy pass
+   is computed as rounds of batched local-maximum tests (:func:`suppress`),
+   for all candidate disks at once, never a loop over tokens.
+2. Refinement (:func:`assign_in_windows`): every token joins the nearest
+   centre in feature space among the anchors within ``reach`` cells of it
+   (the anchors stay where they are; their centres move), then centres
+   become their members' means; ``iterations`` times, then a last
+   assignment. Each pass costs ``O(M (2 reach + 1)^2 C)``, about
+   ``O(N w^2 C)`` for a reach of ``w`` cluster spacings: no ``N x M`` or
+   ``N x N`` matrix.
+3. Every anchor stays in its own cluster, so none is empty.
+
+Everything is per image (a batch equals its images one by one) and
+deterministic: ties go to the lower token index in step 1 and to the
+spatially nearer anchor (then a fixed offset order) in step 2. Not
+differentiable (selection only).
+"""
+import math
+from typing import List, NamedTuple, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+# Floats the gathered window features of one chunk of offsets may hold
+# (64 MiB in float32); larger windows are processed in several chunks.
+CHUNK_FLOATS = 2**24
+
+
+def cluster_spacing(num_tokens: int, num_anchors: int) -> float:
+    """Side of the grid cell one anchor stands for, ``sqrt(N / M)``."""
+    return math.sqrt(num_tokens / num_anchors)
+
+
+def token_priority(score: Tensor) -> Tensor:
+    """Distinct priorities in the order of decreasing ``score`` (ties: the
+    lower token index first), ``N`` for the best token down to 1.
+
+    Args:
+        score: ``[B, N]``.
+
+    Returns:
+        Float ``[B, N]`` (integers, exact up to ``N = 2^24``).
+    """
+    num_tokens = score.shape[-1]
+    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    ranks = torch.arange(num_tokens, 0, -1, device=score.device,
+                         dtype=torch.float32)
+    return torch.empty_like(ranks.expand_as(order)).scatter_(
+        -1, order, ranks.expand_as(order))
+
+
+# The most disks :func:`cover_anchors` tries per call (spread over the
+# candidates when there are more: only at keep ratios below about 0.1).
+MAX_DISKS = 8
+
+
+def suppression_radii(spacing: float) -> List[int]:
+    """The squared disk radii :func:`cover_anchors` chooses from for a
+    cluster spacing: every ``dy^2 + dx^2`` (a distinct disk on the grid)
+    from 1 up to ``1.2 spacing^2``, where even a perfect packing of the
+    disks leaves fewer than ``M`` anchors; at most :data:`MAX_DISKS`,
+    evenly spread over them (the smallest and the largest kept)."""
+    limit = max(1, int(1.2 * spacing * spacing))
+    side = math.isqrt(limit)
+    radii = sorted({dy * dy + dx * dx for dy in range(side + 1)
+                    for dx in range(side + 1)} & set(range(1, limit + 1)))
+    if len(radii) <= MAX_DISKS:
+        return radii
+    picks = torch.linspace(0, len(radii) - 1, MAX_DISKS).round().long()
+    return [radii[i] for i in picks.tolist()]
+
+
+def _disk_masks(radii2: Sequence[int], device: torch.device
+                ) -> Tuple[int, Tensor]:
+    """``(p, masks)``: the half-width ``p`` of the largest disk and, per
+    squared radius, which of the ``(2 p + 1)^2`` window offsets (in
+    ``F.unfold`` order) it holds, ``[R, K]``."""
+    half = math.isqrt(max(radii2))
+    steps = torch.arange(-half, half + 1, device=device)
+    length2 = (steps.view(-1, 1)**2 + steps.view(1, -1)**2).flatten()
+    radii = torch.tensor(list(radii2), device=device)
+    return half, length2.unsqueeze(0) <= radii.unsqueeze(1)
+
+
+def _disk_max(values: Tensor, half: int, masks: Tensor) -> Tensor:
+    """Maximum of ``values [B, R, H, W]`` (``>= 0``) over the disk of
+    radius ``r`` around every cell, per radius ``r`` (``masks [R, K]``);
+    cells off the grid count 0."""
+    batch, num_radii, height, width = values.shape
+    windows = F.unfold(values.reshape(batch * num_radii, 1, height, width),
+                       2 * half + 1, padding=half)
+    windows = windows.view(batch, num_radii, -1, height * width)
+    windows = windows.masked_fill(~masks[None, :, :, None], 0.0)
+    return windows.amax(dim=2).view(batch, num_radii, height, width)
+
+
+def suppress(priority: Tensor, hw_shape: Tuple[int, int],
+             radii2: Sequence[int]) -> Tensor:
+    """Greedy suppression on the grid, for several disk radii at once:
+    tokens in priority order, each taken unless a token already taken is
+    within the disk (Euclidean distance ``<= r``).
+
+    Computed in rounds: a token is taken when it has the highest priority
+    among the undecided tokens of its disk; the undecided tokens in the
+    disk of a taken token are skipped. Each round takes at least the best
+    undecided token, and the result equals the sequential greedy pass (a
+    token is decided only after every better token near it).
+
+    Args:
+        priority: Distinct positive priorities ``[B, N]``
+            (:func:`token_priority`).
+        hw_shape: ``(H, W)``.
+        radii2: Squared radii ``r^2 >= 1``.
+
+    Returns:
+        Bool ``[B, R, N]``: the tokens taken, per radius.
+    """
+    batch, num_tokens = priority.shape
+    height, width = hw_shape
+    half, masks = _disk_masks(radii2, priority.device)
+    priority = priority.view(batch, 1, height, width).expand(
+        -1, len(radii2), -1, -1)
+    taken = torch.zeros_like(priority, dtype=torch.bool)
+    undecided = ~taken
+    while True:
+        candidates = priority.masked_fill(~undecided, 0.0)
+        new = undecided & (candidates == _disk_max(candidates, half, masks))
+        taken |= new
+        undecided &= ~(_disk_max(new.float(), half, masks) > 0)
+        if not bool(undecided.any()):
+            return taken.view(batch, len(radii2), num_tokens)
+
+
+class CoverAnchors(NamedTuple):
+    """What :func:`cover_anchors` returns.
+
+    Attributes:
+        anchors: Anchor token indices ``[B, M]``, increasing.
+        radius2: The squared suppression radius chosen per image ``[B]``.
+        filled: Whether each anchor was taken by the suppression (False)
+            or fills up to ``M`` (True) ``[B, M]``.
+    """
+    anchors: Tensor
+    radius2: Tensor
+    filled: Tensor
+
+
+def cover_anchors(score: Tensor, hw_shape: Tuple[int, int],
+                  num_anchors: int) -> CoverAnchors:
+    """Step 1: ``M`` anchors in score order that keep apart.
+
+    Per image, the widest disk of :func:`suppression_radii` whose greedy
+    suppression (:func:`suppress`) still takes at least ``M`` tokens; the
+    ``M`` best of them are the anchors. If even the smallest disk takes
+    fewer, the best skipped tokens fill the rest.
+
+    Args:
+        score: Anchor scores ``[B, N]`` (e.g. ``rho * delta``).
+        hw_shape: The grid ``(H, W)``, ``H * W == N``.
+        num_anchors: ``M`` in ``[1, N]``.
+
+    Returns:
+        :class:`CoverAnchors`. No two anchors that are not fillers are
+        within the chosen radius of each other.
+    """
+    batch, num_tokens = score.shape
+    priority = token_priority(score)
+    radii2 = suppression_radii(cluster_spacing(num_tokens, num_anchors))
+    taken = suppress(priority, hw_shape, radii2)  # [B, R, N]
+    enough = taken.sum(-1) >= num_anchors
+    # The widest radius with enough tokens taken (else the smallest).
+    steps = torch.arange(1, len(radii2) + 1, device=score.device)
+    choice = (enough * steps).argmax(dim=-1)
+    chosen = taken.gather(1, choice.view(-1, 1, 1).expand(
+        -1, 1, num_tokens)).squeeze(1)
+    # Taken tokens first (in priority order), then the skipped ones.
+    key = priority + num_tokens * chosen
+    anchors = key.topk(num_anchors, dim=-1).indices.sort(dim=-1).values
+    return CoverAnchors(anchors, torch.tensor(radii2, device=score.device)[
+        choice], ~chosen.gather(1, anchors))
+
+
+def _dilate(mask: Tensor, radius: int) -> Tensor:
+    """Whether any ``True`` of ``mask [B, 1, H, W]`` is within Chebyshev
+    ``radius``."""
+    if radius == 0:
+        return mask
+    return F.max_pool2d(mask.float(), 2 * radius + 1, 1, radius) > 0
+
+
+def covering_radii(anchors: Tensor, hw_shape: Tuple[int, int],
+                   minimum: int) -> Tensor:
+    """Per image, the smallest Chebyshev radius ``>= minimum`` within which
+    every token has an anchor.
+
+    Args:
+        anchors: ``[B, M]`` token indices.
+        hw_shape: ``(H, W)``.
+        minimum: ``>= 0``.
+
+    Returns:
+        Long ``[B]``.
+    """
+    batch = anchors.shape[0]
+    height, width = hw_shape
+    marks = torch.zeros(batch, height * width, dtype=torch.bool,
+                        device=anchors.device)
+    marks.scatter_(1, anchors, True)
+    marks = marks.view(batch, 1, height, width)
+    radii = torch.full((batch, ), minimum, dtype=torch.long,
+                       device=anchors.device)
+    radius = minimum
+    covered = _dilate(marks, radius).flatten(1).all(dim=1)
+    while not bool(covered.all()):
+        radius += 1
+        radii = torch.where(covered, radii, radius)
+        covered = _dilate(marks, radius).flatten(1).all(dim=1)
+    return radii
+
+
+def ring_offsets(radius: int, device: torch.device) -> Tensor:
+    """Grid offsets ``(dy, dx)`` with Chebyshev length ``<= radius``,
+    nearest ring first (then raster order): ``[(2 r + 1)^2, 2]``."""
+    steps = torch.arange(-radius, radius + 1, device=device)
+    offsets = torch.cartesian_prod(steps, steps)
+    ring = offsets.abs().amax(dim=1)
+    order = torch.sort(ring, stable=True).indices
+    return offsets[order]
+
+
+def assign_in_windows(x: Tensor, centres: Tensor, anchors: Tensor,
+                      hw_shape: Tuple[int, int], radii: Tensor) -> Tensor:
+    """Step 2's assignment: every token joins the centre nearest in
+    feature space among the anchors within Chebyshev ``radii[b]`` of it
+    (ties: the spatially nearer anchor, then a fixed offset order).
+
+    Computed from the anchors' side: each anchor's window of
+    ``(2 r + 1)^2`` positions, so the cost is ``O(M r^2 C)``.
+
+    Args:
+        x: Tokens ``[B, N, C]`` (float32).
+        centres: Cluster centres ``[B, M, C]``.
+        anchors: Anchor token indices ``[B, M]`` (where each cluster's
+            window is centred).
+        hw_shape: ``(H, W)``.
+        radii: Per-image window radius ``[B]`` (long); every token must
+            have an anchor within it (:func:`covering_radii`).
+
+    Returns:
+        Cluster of every token ``[B, N]``.
+    """
+    batch, num_tokens, channels = x.shape
+    num_anchors = anchors.shape[1]
+    height, width = hw_shape
+    offsets = ring_offsets(int(radii.max()), x.device)
+    ring = offsets.abs().amax(dim=1)
+    row, col = anchors // width, anchors % width  # [B, M]
+    x_sq = x.pow(2).sum(-1)  # [B, N]
+    c_sq = centres.pow(2).sum(-1)  # [B, M]
+    best = x.new_full((batch, num_tokens), math.inf)
+    best_offset = torch.zeros(batch, num_tokens, dtype=torch.long,
+                              device=x.device)
+    step = max(1, CHUNK_FLOATS // max(1, num_anchors * channels))
+    for start in range(0, offsets.shape[0], step):
+        part = offsets[start:start + step]  # [K, 2]
+        rows = row.unsqueeze(-1) + part[:, 0]  # [B, M, K]
+        cols = col.unsqueeze(-1) + part[:, 1]
+        valid = (rows >= 0) & (rows < height) & (cols >= 0) & \
+            (cols < width) & (ring[start:start + step] <= radii.view(
+                -1, 1, 1))
+        target = torch.where(valid, rows * width + cols, num_tokens)
+        gathered = x.gather(1, target.clamp(max=num_tokens - 1).view(
+            batch, -1, 1).expand(-1, -1, channels)).view(
+                batch, num_anchors, -1, channels)
+        dot = torch.einsum('bmkc,bmc->bmk', gathered, centres)
+        dist = (x_sq.gather(1, target.clamp(max=num_tokens - 1).view(
+            batch, -1)).view_as(dot) + c_sq.unsqueeze(-1) - 2 * dot)
+        dist = dist.clamp_min(0).masked_fill(~valid, math.inf)
+        # Each (anchor, offset) pair reaches one token: per offset, a map
+        # of the grid (plus a slot N that the invalid pairs write to).
+        reached = x.new_full((batch, part.shape[0], num_tokens + 1),
+                             math.inf).scatter_(2, target.transpose(1, 2),
+                                                dist.transpose(1, 2))
+        # The first minimum: the nearest ring on ties.
+        value, offset = reached[:, :, :num_tokens].min(dim=1)
+        better = value < best
+        best = torch.where(better, value, best)
+        best_offset = torch.where(better, offset + start, best_offset)
+    source = torch.arange(num_tokens, device=x.device)
+    chosen = offsets[best_offset]  # [B, N, 2]
+    anchor_pos = (source // width - chosen[..., 0]) * width + (
+        source % width - chosen[..., 1])
+    cluster_at = torch.full((batch, num_tokens), -1, dtype=torch.long,
+                            device=x.device)
+    cluster_at.scatter_(1, anchors, torch.arange(
+        num_anchors, device=x.device).expand(batch, -1))
+    return cluster_at.gather(1, anchor_pos)
+
+
+def cluster_means(x: Tensor, index: Tensor, num_clusters: int,
+                  previous: Tensor) -> Tensor:
+    """Mean of every cluster's members ``[B, M, C]`` (an empty cluster
+    keeps ``previous``)."""
+    batch, _, channels = x.shape
+    counts = x.new_zeros(batch, num_clusters).scatter_add_(
+        1, index, x.new_ones(index.shape))
+    sums = x.new_zeros(batch, num_clusters, channels).scatter_add_(
+        1, index.unsqueeze(-1).expand(-1, -1, channels), x)
+    means = sums / counts.clamp_min(1).unsqueeze(-1)
+    return torch.where(counts.unsqueeze(-1) > 0, means, previous)
+
+
+def cover_clusters(x: Tensor,
+                   hw_shape: Tuple[int, int],
+                   score: Tensor,
+                   num_anchors: int,
+                   iterations: int = 3,
+                   reach: float = 1.5) -> Tuple[Tensor, Tensor]:
+    """Steps 1-3 (see the module docstring).
+
+    Args:
+        x: Tokens ``[B, N, C]`` (float32), row-major on the grid.
+        hw_shape: ``(H, W)``.
+        score: Anchor scores ``[B, N]`` (``rho * delta``).
+        num_anchors: ``M`` in ``[1, N]``.
+        iterations: Lloyd iterations (centre updates), ``>= 0``.
+        reach: Window radius of the assignment in cluster spacings
+            (:func:`cluster_spacing`), rounded down to whole cells (at
+            least 1); widened for an image until every token has an anchor
+            in it.
+
+    Returns:
+        ``(index [B, N], anchors [B, M])``: the cluster of every token and
+        every cluster's anchor token (increasing).
+    """
+    num_tokens, channels = x.shape[1], x.shape[2]
+    spacing = cluster_spacing(num_tokens, num_anchors)
+    anchors = cover_anchors(score, hw_shape, num_anchors).anchors
+    radii = covering_radii(anchors, hw_shape, max(1, int(reach * spacing)))
+    centres = x.gather(1, anchors.unsqueeze(-1).expand(-1, -1, channels))
+    index = assign_in_windows(x, centres, anchors, hw_shape, radii)
+    for _ in range(iterations):
+        centres = cluster_means(x, index, num_anchors, centres)
+        index = assign_in_windows(x, centres, anchors, hw_shape, radii)
+    ids = torch.arange(num_anchors, device=x.device).expand_as(anchors)
+    return index.scatter(1, anchors, ids), anchors
