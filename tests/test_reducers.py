@@ -295,7 +295,8 @@ def test_farthest_point_anchors_cover_every_distinct_group():
 @pytest.mark.parametrize('reducer, knobs, match', [
     ('bogus', {}, r"reducer must be one of \('dpc_knn', .*got 'bogus'"),
     ('tome', dict(k=7), r"k=7 is not used by reducer='tome' \(it takes: no "
-     r"knobs\); k applies to the reducers \('dpc_knn', 'farthest'\)"),
+     r"knobs\); k applies to the reducers \('dpc_knn', 'dpc_cover', "
+     r"'farthest'\)"),
     ('farthest', dict(window=3), r"window=3 is not used by "
      r"reducer='farthest' \(it takes: k, spatial_weight\)"),
     ('grid', dict(spatial_weight=0.0), r'spatial_weight=0.0 is not used'),
