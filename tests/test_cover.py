@@ -8,7 +8,8 @@ import torch
 from ailurus_mm.ops import ClusterConfig, cluster_tokens
 from ailurus_mm.ops.cover import (assign_in_windows, cover_anchors,
                                   cover_clusters, covering_radii, suppress,
-                                  suppression_radii, token_priority)
+                                  suppression_radii, token_priority,
+                                  window_layout)
 
 
 def _tokens(batch=2, hw=(7, 9), channels=6, seed=0):
@@ -104,19 +105,22 @@ def test_windowed_assignment_equals_the_loop(minimum):
     anchors = cover_anchors(score, (7, 9), 8).anchors
     radii = covering_radii(anchors, (7, 9), minimum)
     centres = _tokens(2, (2, 4), 6, seed=3)
-    got = assign_in_windows(x, centres, anchors, (7, 9), radii)
+    got = assign_in_windows(window_layout(x, anchors, (7, 9), radii),
+                            centres)
     assert torch.equal(got, _assign_reference(x, centres, anchors, (7, 9),
                                               radii))
 
 
-def test_chunks_of_offsets_change_nothing(monkeypatch):
+@pytest.mark.parametrize('side', [1, 3, 5, 40])
+def test_the_tile_size_changes_nothing(monkeypatch, side):
     from ailurus_mm.ops import cover
-    x = _tokens()
-    score = torch.rand(2, 63, generator=torch.Generator().manual_seed(2))
-    whole = cover_clusters(x, (7, 9), score, 9)
-    monkeypatch.setattr(cover, 'CHUNK_FLOATS', 1)
+    x = _tokens(hw=(12, 17))
+    score = torch.rand(2, 12 * 17,
+                       generator=torch.Generator().manual_seed(2))
+    default = cover_clusters(x, (12, 17), score, 30)
+    monkeypatch.setattr(cover, 'tile_side', lambda reach: side)
     assert all(torch.equal(a, b) for a, b in zip(
-        whole, cover_clusters(x, (7, 9), score, 9)))
+        default, cover_clusters(x, (12, 17), score, 30)))
 
 
 # -- properties --------------------------------------------------------------

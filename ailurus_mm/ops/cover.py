@@ -18,9 +18,10 @@ cover the grid, and a few local Lloyd iterations refine the clusters:
    centre in feature space among the anchors within ``reach`` cells of it
    (the anchors stay where they are; their centres move), then centres
    become their members' means; ``iterations`` times, then a last
-   assignment. Each pass costs ``O(M (2 reach + 1)^2 C)``, about
-   ``O(N w^2 C)`` for a reach of ``w`` cluster spacings: no ``N x M`` or
-   ``N x N`` matrix.
+   assignment. Each pass compares every token with the anchors of its
+   tile of the grid only: ``O(N w^2 C)`` for a reach of ``w`` cluster
+   spacings, in batched matrix products, no ``N x M`` or ``N x N``
+   matrix.
 3. Every anchor stays in its own cluster, so none is empty.
 
 Everything is per image (a batch equals its images one by one) and
@@ -34,11 +35,6 @@ from typing import List, NamedTuple, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-
-# Floats the gathered window features of one chunk of offsets may hold
-# (64 MiB in float32); larger windows are processed in several chunks.
-CHUNK_FLOATS = 2**24
-
 
 def cluster_spacing(num_tokens: int, num_anchors: int) -> float:
     """Side of the grid cell one anchor stands for, ``sqrt(N / M)``."""
@@ -232,83 +228,178 @@ def covering_radii(anchors: Tensor, hw_shape: Tuple[int, int],
     return radii
 
 
-def ring_offsets(radius: int, device: torch.device) -> Tensor:
-    """Grid offsets ``(dy, dx)`` with Chebyshev length ``<= radius``,
-    nearest ring first (then raster order): ``[(2 r + 1)^2, 2]``."""
-    steps = torch.arange(-radius, radius + 1, device=device)
-    offsets = torch.cartesian_prod(steps, steps)
-    ring = offsets.abs().amax(dim=1)
-    order = torch.sort(ring, stable=True).indices
-    return offsets[order]
+def tile_side(reach: int) -> int:
+    """Side of the square tiles :func:`assign_in_windows` cuts the grid
+    into for a window radius ``reach``: ``2 reach`` (at least 4), so an
+    anchor reaches at most 3 tiles per axis."""
+    return max(4, 2 * reach)
 
 
-def assign_in_windows(x: Tensor, centres: Tensor, anchors: Tensor,
-                      hw_shape: Tuple[int, int], radii: Tensor) -> Tensor:
-    """Step 2's assignment: every token joins the centre nearest in
-    feature space among the anchors within Chebyshev ``radii[b]`` of it
-    (ties: the spatially nearer anchor, then a fixed offset order).
+def _tiles(values: Tensor, hw_shape: Tuple[int, int], side: int) -> Tensor:
+    """``[B, N, ...]`` on the row-major grid to ``[B, T, side^2, ...]``
+    tiles (the grid padded with zeros to whole tiles)."""
+    batch, _, *rest = values.shape
+    height, width = hw_shape
+    rows, cols = -(-height // side), -(-width // side)
+    grid = values.reshape(batch, height, width, -1)
+    grid = F.pad(grid, (0, 0, 0, cols * side - width, 0,
+                        rows * side - height))
+    grid = grid.view(batch, rows, side, cols, side, grid.shape[-1])
+    return grid.permute(0, 1, 3, 2, 4, 5).reshape(
+        batch, rows * cols, side * side, *rest)
 
-    Computed from the anchors' side: each anchor's window of
-    ``(2 r + 1)^2`` positions, so the cost is ``O(M r^2 C)``.
+
+def _untile(values: Tensor, hw_shape: Tuple[int, int], side: int) -> Tensor:
+    """The inverse of :func:`_tiles` for ``[B, T, side^2]``: ``[B, N]``."""
+    batch = values.shape[0]
+    height, width = hw_shape
+    rows, cols = -(-height // side), -(-width // side)
+    grid = values.view(batch, rows, cols, side, side).permute(0, 1, 3, 2, 4)
+    grid = grid.reshape(batch, rows * side, cols * side)
+    return grid[:, :height, :width].reshape(batch, height * width)
+
+
+def _tile_candidates(anchors: Tensor, hw_shape: Tuple[int, int], side: int,
+                     reach: int) -> Tensor:
+    """Per tile, the clusters whose anchor is within ``reach`` of it:
+    ``[B, T, K]`` (cluster ids in increasing order, -1 padding; ``K`` the
+    most any tile of the batch has)."""
+    batch, num_anchors = anchors.shape
+    height, width = hw_shape
+    rows, cols = -(-height // side), -(-width // side)
+    num_tiles = rows * cols
+    span = torch.arange(2 * reach // side + 2, device=anchors.device)
+
+    def tiles_along(position: Tensor, count: int) -> Tuple[Tensor, Tensor]:
+        first = torch.div(position - reach, side, rounding_mode='floor')
+        index = first.unsqueeze(-1) + span  # [B, M, S]
+        ok = (index >= 0) & (index < count) & \
+            (index * side <= position.unsqueeze(-1) + reach)
+        return index, ok
+
+    tile_row, row_ok = tiles_along(anchors // width, rows)
+    tile_col, col_ok = tiles_along(anchors % width, cols)
+    tile = (tile_row.unsqueeze(-1) * cols + tile_col.unsqueeze(-2))
+    ok = row_ok.unsqueeze(-1) & col_ok.unsqueeze(-2)
+    tile = torch.where(ok, tile, num_tiles).view(batch, -1)  # [B, M * J]
+    cluster = torch.arange(num_anchors, device=anchors.device).repeat_interleave(
+        tile.shape[1] // num_anchors).expand(batch, -1)
+    # Grouped by tile, clusters in increasing order within each.
+    order = torch.sort(tile, dim=1, stable=True).indices
+    tile, cluster = tile.gather(1, order), cluster.gather(1, order)
+    counts = torch.zeros(batch, num_tiles + 1, dtype=torch.long,
+                         device=anchors.device).scatter_add_(
+                             1, tile, torch.ones_like(tile))
+    slot = torch.arange(tile.shape[1], device=anchors.device) - (
+        counts.cumsum(1) - counts).gather(1, tile)
+    width_k = max(1, int(counts[:, :num_tiles].max()))
+    real = tile < num_tiles
+    flat = torch.where(real, tile * width_k + slot, num_tiles * width_k)
+    table = torch.full((batch, num_tiles * width_k + 1), -1,
+                       dtype=torch.long, device=anchors.device)
+    table.scatter_(1, flat, torch.where(real, cluster, -1))
+    return table[:, :-1].view(batch, num_tiles, width_k)
+
+
+class WindowLayout(NamedTuple):
+    """What every assignment pass of one clustering shares (the anchors and
+    windows stay; only the centres move): see :func:`window_layout`.
+
+    Attributes:
+        table: Candidate clusters of every tile ``[B, T, K]`` (-1:
+            padding).
+        tokens: The tokens, tile by tile ``[B, T, S, C]``.
+        tokens_sq: Their squared norms ``[B, T, S, 1]``.
+        penalty: Per (token, candidate) pair, ``inf`` where the candidate
+            is out of the token's window (or padding), else 0
+            ``[B, T, S, K]``.
+        order: Per pair, its tie-break rank (the nearer anchor first, then
+            the offset in raster order) ``[B, T, S, K]``.
+        hw_shape: ``(H, W)``.
+        side: Tile side.
+    """
+    table: Tensor
+    tokens: Tensor
+    tokens_sq: Tensor
+    penalty: Tensor
+    order: Tensor
+    hw_shape: Tuple[int, int]
+    side: int
+
+
+def window_layout(x: Tensor, anchors: Tensor, hw_shape: Tuple[int, int],
+                  radii: Tensor) -> WindowLayout:
+    """Cut the grid into tiles (:func:`tile_side`) and list, per tile, the
+    anchors that can reach its tokens (within Chebyshev ``radii[b]``).
 
     Args:
         x: Tokens ``[B, N, C]`` (float32).
-        centres: Cluster centres ``[B, M, C]``.
         anchors: Anchor token indices ``[B, M]`` (where each cluster's
             window is centred).
         hw_shape: ``(H, W)``.
         radii: Per-image window radius ``[B]`` (long); every token must
             have an anchor within it (:func:`covering_radii`).
+    """
+    batch = x.shape[0]
+    width = hw_shape[1]
+    reach = int(radii.max())
+    side = tile_side(reach)
+    table = _tile_candidates(anchors, hw_shape, side, reach)  # [B, T, K]
+    tokens = _tiles(x, hw_shape, side)  # [B, T, S, C]
+    # Offsets token - anchor of every (token, candidate) pair.
+    position = torch.arange(hw_shape[0] * width, device=x.device)
+    position = _tiles(position.expand(batch, -1), hw_shape, side)
+    anchor = anchors.gather(1, table.clamp_min(0).view(batch, -1)).view(
+        table.shape)
+    dy = (position // width).unsqueeze(-1) - (anchor // width).unsqueeze(-2)
+    dx = (position % width).unsqueeze(-1) - (anchor % width).unsqueeze(-2)
+    ring = torch.maximum(dy.abs(), dx.abs())
+    inside = (table >= 0).unsqueeze(-2) & (ring <= radii.view(-1, 1, 1, 1))
+    side_k = 2 * reach + 1
+    return WindowLayout(
+        table=table, tokens=tokens,
+        tokens_sq=tokens.pow(2).sum(-1, keepdim=True),
+        penalty=torch.zeros(inside.shape, dtype=x.dtype,
+                            device=x.device).masked_fill_(~inside, math.inf),
+        order=((ring * side_k + dy + reach) * side_k + dx +
+               reach).masked_fill_(~inside, side_k**3),
+        hw_shape=tuple(hw_shape), side=side)
+
+
+def assign_in_windows(layout: WindowLayout, centres: Tensor) -> Tensor:
+    """Step 2's assignment: every token joins the centre nearest in
+    feature space among the anchors within its window (ties: the spatially
+    nearer anchor, then the offset in raster order).
+
+    Every tile compares its tokens with the centres of the anchors that
+    can reach it, in one batched matrix product: ``O(N K C)`` for ``K``
+    about ``(4 reach / spacing)^2`` anchors per tile, no ``N x M`` matrix.
+
+    Args:
+        layout: From :func:`window_layout`.
+        centres: Cluster centres ``[B, M, C]``.
 
     Returns:
         Cluster of every token ``[B, N]``.
     """
-    batch, num_tokens, channels = x.shape
-    num_anchors = anchors.shape[1]
-    height, width = hw_shape
-    offsets = ring_offsets(int(radii.max()), x.device)
-    ring = offsets.abs().amax(dim=1)
-    row, col = anchors // width, anchors % width  # [B, M]
-    x_sq = x.pow(2).sum(-1)  # [B, N]
-    c_sq = centres.pow(2).sum(-1)  # [B, M]
-    best = x.new_full((batch, num_tokens), math.inf)
-    best_offset = torch.zeros(batch, num_tokens, dtype=torch.long,
-                              device=x.device)
-    step = max(1, CHUNK_FLOATS // max(1, num_anchors * channels))
-    for start in range(0, offsets.shape[0], step):
-        part = offsets[start:start + step]  # [K, 2]
-        rows = row.unsqueeze(-1) + part[:, 0]  # [B, M, K]
-        cols = col.unsqueeze(-1) + part[:, 1]
-        valid = (rows >= 0) & (rows < height) & (cols >= 0) & \
-            (cols < width) & (ring[start:start + step] <= radii.view(
-                -1, 1, 1))
-        target = torch.where(valid, rows * width + cols, num_tokens)
-        gathered = x.gather(1, target.clamp(max=num_tokens - 1).view(
-            batch, -1, 1).expand(-1, -1, channels)).view(
-                batch, num_anchors, -1, channels)
-        dot = torch.einsum('bmkc,bmc->bmk', gathered, centres)
-        dist = (x_sq.gather(1, target.clamp(max=num_tokens - 1).view(
-            batch, -1)).view_as(dot) + c_sq.unsqueeze(-1) - 2 * dot)
-        dist = dist.clamp_min(0).masked_fill(~valid, math.inf)
-        # Each (anchor, offset) pair reaches one token: per offset, a map
-        # of the grid (plus a slot N that the invalid pairs write to).
-        reached = x.new_full((batch, part.shape[0], num_tokens + 1),
-                             math.inf).scatter_(2, target.transpose(1, 2),
-                                                dist.transpose(1, 2))
-        # The first minimum: the nearest ring on ties.
-        value, offset = reached[:, :, :num_tokens].min(dim=1)
-        better = value < best
-        best = torch.where(better, value, best)
-        best_offset = torch.where(better, offset + start, best_offset)
-    source = torch.arange(num_tokens, device=x.device)
-    chosen = offsets[best_offset]  # [B, N, 2]
-    anchor_pos = (source // width - chosen[..., 0]) * width + (
-        source % width - chosen[..., 1])
-    cluster_at = torch.full((batch, num_tokens), -1, dtype=torch.long,
-                            device=x.device)
-    cluster_at.scatter_(1, anchors, torch.arange(
-        num_anchors, device=x.device).expand(batch, -1))
-    return cluster_at.gather(1, anchor_pos)
+    table = layout.table
+    batch, num_clusters, channels = centres.shape
+    slots = table.clamp_min(0).view(batch, -1)
+    # index_select of rows: much faster than gather with an expanded index.
+    rows = slots + num_clusters * torch.arange(
+        batch, device=slots.device).unsqueeze(-1)
+    candidates = centres.reshape(-1, channels).index_select(
+        0, rows.flatten()).view(*table.shape, channels)
+    centres_sq = centres.pow(2).sum(-1).gather(1, slots).view(table.shape)
+    dist = torch.baddbmm(
+        (layout.tokens_sq + centres_sq.unsqueeze(-2)).flatten(0, 1),
+        layout.tokens.flatten(0, 1),
+        candidates.flatten(0, 1).transpose(1, 2), alpha=-2.0)
+    dist = dist.view(layout.penalty.shape).clamp_min_(0) + layout.penalty
+    nearest = dist == dist.amin(dim=-1, keepdim=True)
+    pick = layout.order.masked_fill(~nearest, layout.order.max() + 1).argmin(
+        dim=-1)
+    return _untile(table.gather(2, pick), layout.hw_shape, layout.side)
 
 
 def cluster_means(x: Tensor, index: Tensor, num_clusters: int,
@@ -351,10 +442,11 @@ def cover_clusters(x: Tensor,
     spacing = cluster_spacing(num_tokens, num_anchors)
     anchors = cover_anchors(score, hw_shape, num_anchors).anchors
     radii = covering_radii(anchors, hw_shape, max(1, int(reach * spacing)))
+    layout = window_layout(x, anchors, hw_shape, radii)
     centres = x.gather(1, anchors.unsqueeze(-1).expand(-1, -1, channels))
-    index = assign_in_windows(x, centres, anchors, hw_shape, radii)
+    index = assign_in_windows(layout, centres)
     for _ in range(iterations):
         centres = cluster_means(x, index, num_anchors, centres)
-        index = assign_in_windows(x, centres, anchors, hw_shape, radii)
+        index = assign_in_windows(layout, centres)
     ids = torch.arange(num_anchors, device=x.device).expand_as(anchors)
     return index.scatter(1, anchors, ids), anchors
