@@ -244,3 +244,82 @@ def test_placeholder_load_from_is_explained(tmp_path, trained):
                        r'exist\. A fine-tuning config starts from a vanilla '
                        r'checkpoint'):
         runner.train()
+
+
+# -- checkpoints from a URL: read with weights_only=True, no code runs -------
+class _Marker:
+    """Unpickling this would create a file (``__reduce__``)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, 'w'))
+
+
+@pytest.fixture
+def url_payload(tmp_path, monkeypatch):
+    """An https URL whose download is already in torch hub's cache (no
+    network): a checkpoint that creates ``marker`` if unpickled with
+    ``weights_only=False``."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch'))
+    cache = tmp_path / 'torch' / 'hub' / 'checkpoints'
+    cache.mkdir(parents=True)
+    marker = tmp_path / 'pwned'
+    torch.save({'state_dict': {'w': torch.zeros(1)},
+                'meta': {'x': _Marker(str(marker))}}, cache / 'x.pth')
+    return 'https://example.invalid/x.pth', marker
+
+
+def test_read_checkpoint_refuses_a_pickle_from_a_url(url_payload):
+    from ailurus_mm.checkpoint import CheckpointReadError, read_checkpoint
+
+    url, marker = url_payload
+    with pytest.raises(CheckpointReadError,
+                       match=r'https://example.invalid/x.pth: refused to '
+                       r'load \S*open'):
+        read_checkpoint(url)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize('resume', [False, True])
+def test_the_hook_refuses_a_pickle_from_a_url(tmp_path, trained, url_payload,
+                                              resume):
+    """load_from=URL, and --resume with a last_checkpoint file holding a
+    URL: refused before anything runs (mmengine alone would execute it)."""
+    from ailurus_mm.checkpoint import CheckpointReadError
+
+    cfg, _ = trained
+    url, marker = url_payload
+    work = tmp_path / 'w'
+    work.mkdir()
+    options = dict(train_cfg=dict(max_iters=2))
+    if resume:
+        (work / 'last_checkpoint').write_text(url)
+        options['resume'] = True
+    else:
+        options['load_from'] = url
+    runner = _runner(cfg, work, f'url_{resume}', **options)
+    with pytest.raises(CheckpointReadError, match=r'refused to load \S*open'):
+        runner.train()
+    assert not marker.exists()
+
+
+def test_allow_mmengine_checkpoints_makes_mmengine_read_urls_safely(
+        url_payload):
+    """The process-wide switch (for mmseg.apis.init_model and friends)
+    covers mmengine's URL loader too (in a fresh interpreter: it is
+    process-wide)."""
+    url, marker = url_payload
+    code = ('import pickle\n'
+            'from mmengine.runner.checkpoint import _load_checkpoint\n'
+            'import ailurus_mm\n'
+            'ailurus_mm.allow_mmengine_checkpoints()\n'
+            'try:\n'
+            f'    _load_checkpoint({url!r})\n'
+            'except pickle.UnpicklingError as error:\n'
+            '    print("refused" if "Weights only" in str(error) else error)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert out.stdout.strip().endswith('refused'), out.stdout + out.stderr
+    assert not marker.exists()
