@@ -28,7 +28,7 @@ from mmengine.config import Config, ConfigDict
 from torch import nn
 
 from ailurus_mm.ops import ClusterConfig
-from .zoo import enable_strict_loading
+from .zoo import enable_strict_loading, register_config_types
 
 ConfigLike = Union[Config, ConfigDict, dict]
 _SEGMENTORS = ('EncoderDecoder', 'AiluRusEncoderDecoder')
@@ -197,7 +197,9 @@ def to_ailurus_config(cfg: ConfigLike,
 
     The model as :func:`ailurus_model_config` makes it;
     ``custom_imports`` gains ``ailurus_mm.models`` and ``custom_hooks`` the
-    strict-loading hook.
+    strict-loading hook. Every type the result names is registered (its
+    ``custom_imports`` are imported), so ``mmseg.apis.init_model`` builds it
+    as it is.
 
     Args:
         cfg: A whole config (with ``model``).
@@ -211,17 +213,17 @@ def to_ailurus_config(cfg: ConfigLike,
     if not any(name.startswith('ailurus_mm.models') for name in names):
         names.append('ailurus_mm.models')
     cfg.custom_imports = dict(imports=names, allow_failed_imports=False)
-    return enable_strict_loading(cfg)
+    return register_config_types(enable_strict_loading(cfg))
 
 
 def to_vanilla_config(cfg: ConfigLike) -> Config:
     """The vanilla version of an AiluRus config (a copy): the model as
     :func:`vanilla_model_config` makes it, everything else unchanged
     (``custom_imports`` and the strict-loading hook work for vanilla models
-    too)."""
+    too; the types it names are registered)."""
     cfg = _whole_config(cfg, 'to_vanilla_config')
     cfg.model = vanilla_model_config(cfg.model)
-    return cfg
+    return register_config_types(cfg)
 
 
 def apply(model: nn.Module,

@@ -14,6 +14,7 @@ import os.path as osp
 from typing import Optional
 
 from mmengine.config import Config
+from mmengine.utils import import_modules_from_strings
 
 PACKAGE_DIR = osp.dirname(osp.abspath(__file__))
 # The hook every AiluRus config switches on (see ailurus_mm.engine.hooks).
@@ -47,13 +48,25 @@ def find_config(name: str) -> str:
         f'configs (looked in {config_dir()})')
 
 
+def register_config_types(cfg: Config) -> Config:
+    """Import the config's ``custom_imports`` now, so that every type it
+    names is registered: mmengine runs them only when it reads a config
+    file, and ``mmseg.apis.init_model`` or ``MODELS.build`` on an in-memory
+    config would not find our types. Returns ``cfg``."""
+    imports = cfg.get('custom_imports', None)
+    if imports:
+        import_modules_from_strings(**imports)
+    return cfg
+
+
 def load_config(config: str,
                 cfg_options: Optional[dict] = None,
                 work_dir: Optional[str] = None) -> Config:
     """Read a config (a path, or one of ours by name) and apply
     ``--cfg-options`` and ``--work-dir`` as mmseg's and mmdet's tools do
     (``./work_dirs/<config name>`` when neither the flag nor the config
-    sets one)."""
+    sets one). The types it names are registered
+    (:func:`register_config_types`)."""
     path = find_config(config)
     cfg = Config.fromfile(path)
     if cfg_options:
@@ -63,7 +76,7 @@ def load_config(config: str,
     elif cfg.get('work_dir', None) is None:
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(path))[0])
-    return cfg
+    return register_config_types(cfg)
 
 
 def enable_strict_loading(cfg: Config) -> Config:

@@ -9,7 +9,7 @@ from mmengine.config import Config
 
 import ailurus_mm
 from ailurus_mm.ops import ClusterConfig
-from conftest import CONFIGS, write_tiny_config
+from conftest import CONFIGS, REPO, write_tiny_config
 
 pytestmark = pytest.mark.usefixtures('fast_config_parsing')
 
@@ -379,3 +379,44 @@ def test_top_level_api():
     assert osp.isfile(osp.join(osp.dirname(ailurus_mm.__file__), 'py.typed'))
     with pytest.raises(AttributeError, match="has no attribute 'nope'"):
         ailurus_mm.nope
+
+
+FRESH_BUILD = '''
+import ailurus_mm
+from mmengine.config import Config
+from mmseg.apis import init_model
+cfg = Config.fromstring("_base_ = ['mmseg::segmenter/segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py']\\nmodel = dict(pretrained=None)\\n", '.py')
+{call}
+print(type(model.backbone).__name__, type(getattr(model, 'neck', None)).__name__)
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('call, expected', [
+    ("model = init_model(ailurus_mm.to_ailurus_config(cfg, "
+     "num_clusters=0.25), device='cpu')", 'AiluRusViT TokenRecover'),
+    ("model = init_model(ailurus_mm.to_vanilla_config(ailurus_mm."
+     "to_ailurus_config(cfg)), device='cpu')", 'VisionTransformer NoneType'),
+    ("model = ailurus_mm.apply(init_model(cfg, device='cpu'))\n"
+     "model = init_model(model.cfg, device='cpu')",
+     'AiluRusViT TokenRecover'),
+    ("from mmseg.registry import DATASETS\n"
+     "c = ailurus_mm.load_config('camvid/segmenter_vit-t_mask_1xb8-8k_"
+     "camvid-256x256.py')\n"
+     "assert DATASETS.get('CamVidDataset') is not None\n"
+     "model = init_model(ailurus_mm.load_config('stanford_bg/ailurus_"
+     "segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py'), device='cpu')",
+     'AiluRusViT TokenRecover'),
+])
+def test_a_converted_config_builds_in_a_fresh_interpreter(call, expected):
+    """The functions that return configs naming our types leave them
+    registered: no import or custom_imports run by the user."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, '-c', FRESH_BUILD.format(call=call)],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1].startswith(expected), \
+        out.stdout
