@@ -381,14 +381,17 @@ def test_top_level_api():
         ailurus_mm.nope
 
 
-FRESH_BUILD = '''
-import ailurus_mm
-from mmengine.config import Config
-from mmseg.apis import init_model
-cfg = Config.fromstring("_base_ = ['mmseg::segmenter/segmenter_vit-t_mask_8xb1-160k_ade20k-512x512.py']\\nmodel = dict(pretrained=None)\\n", '.py')
-{call}
-print(type(model.backbone).__name__, type(getattr(model, 'neck', None)).__name__)
-'''
+# The issue's snippet (a user's in-memory config), then one call.
+FRESH_BUILD = (
+    "import ailurus_mm\n"
+    "from mmengine.config import Config\n"
+    "from mmseg.apis import init_model\n"
+    "cfg = Config.fromstring(\"_base_ = ['mmseg::segmenter/segmenter_"
+    "vit-t_mask_8xb1-160k_ade20k-512x512.py']\\nmodel = dict(pretrained="
+    "None)\\n\", '.py')\n"
+    "{call}\n"
+    "print(type(model.backbone).__name__, "
+    "type(getattr(model, 'neck', None)).__name__)\n")
 
 
 @pytest.mark.slow
