@@ -270,6 +270,9 @@ def _evaluate_job(job: tuple) -> List[Row]:
     (cfg_text, dataset, checkpoint, settings, splits, device, limit,
      threads) = job
     from ..models import load_weights
+    from .coverage import register  # (coverage imports this module)
+
+    register()  # the coverage study's reducers, if a setting names one
 
     torch.set_num_threads(threads)
     torch.set_flush_denormal(True)

@@ -20,7 +20,7 @@ import torch
 from ailurus_mm.ops import ClusterConfig
 from ..models import build_with_weights, export_fp16, load_weights
 from ..presets import Preset, find_presets
-from . import report
+from . import coverage, report
 from .boundary import anchor_boundary_share
 from .data import AccuracyDataset, Split, find_dataset, load_batches
 from .finetune import Recipe, default_setting, finetune_study, finetune_table
@@ -28,7 +28,7 @@ from .grid import Row, Setting, evaluate_parallel, grid_settings
 from .select import fastest_within
 from .train import set_schedule, train
 
-STUDIES = ('layers', 'second_stage', 'boundary')
+STUDIES = ('layers', 'second_stage', 'boundary', 'coverage')
 # The presets that run with prop_attn on only: AiluRus variants whose
 # setting is the default's (proportional attention on).
 ON_ONLY = ('ailurus_detail', 'ailurus_adaptive')
@@ -204,6 +204,9 @@ def grid_of(spec: BenchmarkSpec, dataset: AccuracyDataset,
         settings += layer_settings(keeps, num_layers)
     if 'second_stage' in spec.studies:
         settings += second_stage_settings(keeps, num_layers)
+    if 'coverage' in spec.studies:
+        settings += coverage.coverage_settings(
+            [k for k in keeps if k in coverage.KEEPS] or keeps)
     return settings
 
 
@@ -224,9 +227,17 @@ def write_report(rows: List[Row], dataset: AccuracyDataset,
     main = [r for r in rows if '@' not in r.setting]
     report.plot(main, osp.join(out_dir, 'accuracy.png'),
                 f'{dataset.label}: mIoU vs tokens kept, no fine-tuning')
-    studies = [r for r in rows if '@' in r.setting or r.is_vanilla or (
-        r.setting == 'ailurus' and r.prop_attn)]
-    if any('@' in r.setting for r in rows):
+    variants = [r for r in rows if r.setting in coverage.VARIANTS]
+    if variants:
+        report.plot(variants + [r for r in rows if r.is_vanilla or (
+            r.setting == 'dpc_cover' and r.prop_attn)],
+            osp.join(out_dir, 'coverage.png'),
+            f'{dataset.label}: dpc_cover with one part changed')
+    layer_rows = [r for r in rows if '@' in r.setting and
+                  r.setting not in coverage.VARIANTS]
+    if layer_rows:
+        studies = layer_rows + [r for r in rows if r.is_vanilla or (
+            r.setting == 'ailurus' and r.prop_attn)]
         report.plot(studies, osp.join(out_dir, 'studies.png'),
                     f'{dataset.label}: cluster layer and two stages',
                     x='layer_fraction')
@@ -264,11 +275,13 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
     setting = default_setting()
     if not spec.finetune_only:
         num_layers = cfg.model.backbone.get('num_layers', 12)
-        rows = evaluate_parallel(
-            cfg, dataset, checkpoint, grid_of(spec, dataset, num_layers),
-            splits=_splits(spec, dataset), jobs=spec.jobs,
-            device=spec.device, limit=spec.limit, threads=spec.threads,
-            log=log)
+        with coverage.registered():  # the study's reducers, if any
+            rows = evaluate_parallel(
+                cfg, dataset, checkpoint,
+                grid_of(spec, dataset, num_layers),
+                splits=_splits(spec, dataset), jobs=spec.jobs,
+                device=spec.device, limit=spec.limit, threads=spec.threads,
+                log=log)
         summary['table'] = write_report(rows, dataset, spec.out_dir)
         summary['vanilla'] = {r.split: dict(miou=r.miou,
                                             class_iou=r.class_iou)
