@@ -15,8 +15,6 @@ The public API, importable from here (loaded on first use, so that
 - :func:`read_checkpoint`, :func:`load_model_checkpoint`,
   :func:`allow_mmengine_checkpoints`: checkpoints
   (:mod:`ailurus_mm.checkpoint`, :mod:`ailurus_mm.compat`);
-- :func:`calibrate_anchor_threshold_on`: a per-image count by content at a
-  chosen mean keep ratio (:mod:`ailurus_mm.calibration`);
 - :func:`load_config`, :func:`find_config`, :func:`config_dir`: our configs,
   wherever the package is installed (:mod:`ailurus_mm.zoo`).
 
@@ -43,7 +41,6 @@ _EXPORTS = {
     'CheckpointReadError': 'ailurus_mm.checkpoint',
     'NotRunnerCheckpointError': 'ailurus_mm.checkpoint',
     'allow_mmengine_checkpoints': 'ailurus_mm.compat',
-    'calibrate_anchor_threshold_on': 'ailurus_mm.calibration',
     'load_config': 'ailurus_mm.zoo',
     'find_config': 'ailurus_mm.zoo',
     'config_dir': 'ailurus_mm.zoo',

@@ -127,33 +127,47 @@ def test_fastest_within_the_rule_on_every_split():
     from ailurus_mm.benchmarks.accuracy.select import fastest_within
 
     rows = [_row(s, 'vanilla', 1.0, 0.0) for s in ('1x', '2x')]
-    rows += [_row('2x', 'ailurus', 0.5, 0.2), _row('1x', 'ailurus', 0.5, 0.4),
-             _row('2x', 'ailurus', 0.25, 0.6, noise=0.2),
-             _row('1x', 'ailurus', 0.25, 0.9),
-             _row('2x', 'ailurus', 0.15, 0.4),
-             _row('1x', 'ailurus', 0.15, 2.0),
+    rows += [_row('2x', 'dpc_cover', 0.5, 0.2),
+             _row('1x', 'dpc_cover', 0.5, 0.4),
+             _row('2x', 'dpc_cover', 0.25, 0.6, noise=0.2),
+             _row('1x', 'dpc_cover', 0.25, 0.9),
+             _row('2x', 'dpc_cover', 0.15, 0.4),
+             _row('1x', 'dpc_cover', 0.15, 2.0),
              _row('2x', 'tome', 0.15, 0.0), _row('1x', 'tome', 0.15, 0.0)]
     rule = {'2x': 0.5, '1x': 1.0}
     chosen = fastest_within(rows, rule)
     # 0.15 fails at 1x; 0.25 is within 0.5 beyond its noise at 2x
     assert {s: (r.setting, r.keep) for s, r in chosen.items()} == {
-        '2x': ('ailurus', 0.25), '1x': ('ailurus', 0.25)}
+        '2x': ('dpc_cover', 0.25), '1x': ('dpc_cover', 0.25)}
     assert fastest_within(rows, {'2x': 0.1, '1x': 1.0}) is None
     assert fastest_within(rows, rule, candidates=('tome', ))['2x'].keep == \
         0.15
 
 
-def test_a_two_stage_row_sits_under_the_keep_it_is_compared_at():
-    from ailurus_mm.benchmarks.accuracy.report import drop_table
+def test_a_legacy_two_stage_row_sits_under_the_keep_it_is_compared_at(
+        tmp_path):
+    """Rows of earlier reports (AiluRus named ``ailurus``, the retired
+    ``second_stage`` knob) read back under today's names."""
+    from ailurus_mm.benchmarks.accuracy.report import (drop_table, read_csv,
+                                                       write_csv)
 
     rows = [_row('2x', 'vanilla', 1.0, 0.0),
             _row('2x', 'ailurus', 0.25, 0.3, fraction=0.3125),
             _row('2x', 'ailurus_2stage@3', 0.5, 0.2, fraction=0.3125)]
-    rows[1].knobs = dict(second_stage=None)
-    rows[2].knobs = dict(second_stage=(3, 0.0625))
+    write_csv(rows, str(tmp_path / 'old.csv'))
+    text = (tmp_path / 'old.csv').read_text().splitlines()
+    text[0] += ',second_stage'
+    text[1] += ','
+    text[2] += ','
+    text[3] += ',"(3, 0.0625)"'
+    (tmp_path / 'old.csv').write_text('\n'.join(text) + '\n')
+    rows = read_csv(str(tmp_path / 'old.csv'))
+    assert [r.setting for r in rows] == ['vanilla', 'dpc_knn',
+                                         'dpc_knn_2stage@3']
+    assert rows[2].knobs['second_stage'] == (3, 0.0625)
     table = drop_table(rows, '2x')
     assert 'keep 0.5' not in table
-    assert '| ailurus_2stage@3 | True | 0.20 +- 0.00 |' in table
+    assert '| dpc_knn_2stage@3 | True | 0.20 +- 0.00 |' in table
 
 
 def test_unknown_preset_name():
@@ -161,7 +175,7 @@ def test_unknown_preset_name():
 
     with pytest.raises(ValueError,
                        match=r"unknown reducer presets \['nope'\]"):
-        find_presets(['ailurus', 'nope'])
+        find_presets(['dpc_cover', 'nope'])
 
 
 def test_a_preset_switching_reducer_resets_the_knobs_it_does_not_take():
@@ -174,20 +188,6 @@ def test_a_preset_switching_reducer_resets_the_knobs_it_does_not_take():
             tome.num_clusters) == ('tome', 5, 1.0, 2, 0.5)
     farthest = find_presets(['farthest'])[0].apply(base)
     assert (farthest.k, farthest.spatial_weight) == (7, 0.5)
-
-
-def test_second_stage_settings_match_the_mean_token_count():
-    from ailurus_mm.benchmarks.accuracy.run import second_stage_settings
-    from ailurus_mm.ops import ClusterConfig
-
-    settings = second_stage_settings([0.65, 0.5, 0.35, 0.25, 0.15])
-    assert [s.keep for s in settings] == [0.7, 0.5, 0.3]
-    for setting, keep in zip(settings, (0.35, 0.25, 0.15)):
-        two = setting.clustering()
-        assert two.second_stage[0] == 3
-        single = ClusterConfig(num_clusters=keep)
-        assert two.mean_kept_fraction(12, 10**6) == pytest.approx(
-            single.mean_kept_fraction(12, 10**6), abs=1e-4)
 
 
 @pytest.mark.slow
@@ -249,56 +249,6 @@ def test_whole_benchmark_on_a_tiny_model(tmp_path, tiny_proxy_config):
     assert ft['2x']['vanilla'] == pytest.approx(
         next(r.miou for r in rows if r.split == '2x' and r.is_vanilla),
         abs=1e-3)
-
-
-def test_per_image_count_is_calibrated_to_the_mean(tmp_path,
-                                                   tiny_proxy_config):
-    """``ailurus_adaptive``: the threshold from the split's own decision
-    scores gives images different counts with the keep ratio's mean."""
-    from mmengine.registry import init_default_scope
-    from mmseg.registry import MODELS
-
-    from ailurus_mm.benchmarks.accuracy.data import PROXY, load_batches
-    from ailurus_mm.benchmarks.accuracy.grid import Evaluator, Setting
-    from ailurus_mm.benchmarks.models import build_with_weights
-    from ailurus_mm.benchmarks.presets import find_presets
-    from ailurus_mm.calibration import cluster_layer_scores
-    from ailurus_mm.convert import ailurus_model_config
-    from ailurus_mm.ops import calibrate_anchor_threshold
-
-    make_proxy_ade20k(str(tmp_path / 'data'), 2, 6, 64, 0)
-    cfg = PROXY.load_config(str(tmp_path / 'data'), str(tmp_path),
-                            tiny_proxy_config)
-    init_default_scope('mmseg')
-    torch.manual_seed(0)
-    state_dict = MODELS.build(cfg.model).state_dict()
-    split = PROXY.split('2x')
-    batches, _ = load_batches(cfg, split)  # 128x128: 64 tokens
-    device = torch.device('cpu')
-    model = build_with_weights(
-        ailurus_model_config(cfg.model, num_clusters=1.0), state_dict,
-        device)
-    scores = cluster_layer_scores(model, batches)
-    assert [s.shape for s in scores] == [(1, 64)] * 6
-    layer = model.backbone.layers[model.backbone.clustering.cluster_layer]
-    assert not layer._forward_hooks  # removed after use
-    threshold = calibrate_anchor_threshold(scores, 32)
-    adaptive = build_with_weights(ailurus_model_config(
-        cfg.model, num_clusters=1.0, anchor_threshold=threshold),
-        state_dict, device)
-    counts = []
-    with torch.no_grad():
-        for batch in batches:
-            data = adaptive.data_preprocessor(batch, False)
-            counts.append(adaptive.backbone(
-                data['inputs']).assignment.num_clusters)
-    assert sum(counts) == 6 * 32 and len(set(counts)) > 1, counts
-    evaluator = Evaluator(cfg, PROXY, split, state_dict,
-                          log=lambda *a: None)
-    row = evaluator.score(Setting(find_presets(['ailurus_adaptive'])[0],
-                                  0.5, True))
-    assert (row.setting, row.kept_tokens) == ('ailurus_adaptive', 32)
-    assert row.knobs['anchor_threshold'] == pytest.approx(threshold)
 
 
 @pytest.mark.slow
@@ -397,20 +347,14 @@ def test_camvid_benchmark_end_to_end(tmp_path):
     out = tmp_path / 'out'
     summary = accuracy_main([
         '--dataset', 'camvid', '--data-root', root, '--out-dir', str(out),
-        '--config', str(config), '--iters', '2', '--reducers', 'ailurus',
+        '--config', str(config), '--iters', '2', '--presets', 'dpc_cover',
         'grid', '--keeps', '0.5', '0.25', '--prop-attn', 'on',
-        '--studies', 'layers', 'second_stage', 'boundary'])
+        '--studies', 'layers', 'boundary'])
     rows = read_csv(str(out / 'accuracy.csv'))
     assert [r.tokens for r in rows if r.is_vanilla] == [48, 192]
     names = list(dict.fromkeys(r.setting for r in rows))
-    assert names == ['vanilla', 'ailurus', 'grid', 'ailurus@layer0',
-                     'ailurus@layer2', 'ailurus@layer3', 'ailurus_2stage@3']
-    two_stage = next(r for r in rows if r.setting == 'ailurus_2stage@3')
-    single = next(r for r in rows if r.setting == 'ailurus' and
-                  r.keep == 0.25 and r.split == two_stage.split)
-    assert two_stage.layer_fraction == pytest.approx(
-        single.layer_fraction, abs=0.01)
-    assert two_stage.knobs['second_stage'][0] == 3
+    assert names == ['vanilla', 'dpc_cover', 'grid', 'dpc_cover@layer0',
+                     'dpc_cover@layer2', 'dpc_cover@layer3']
     for row in rows:
         assert set(row.class_iou) == set(CAMVID.focus)
     markdown = (out / 'accuracy.md').read_text()
@@ -423,8 +367,8 @@ def test_camvid_benchmark_end_to_end(tmp_path):
     assert (summary['boundary_setting']['keep'] ==
             summary['finetune']['knobs']['num_clusters'])
     shares = summary['boundary']['2x']
-    assert set(shares) == {'dpc_knn', 'farthest', 'kmeans', 'tome',
-                           'random', 'grid'}
+    assert set(shares) == {'dpc_cover', 'dpc_knn', 'farthest', 'kmeans',
+                           'tome', 'random', 'grid'}
     assert all(0 <= s['anchors'] <= 1 and 0 < s['uniform'] <= 1
                for s in shares.values())
     assert summary['rule'] == {'2x': 0.5, '1x': 1.0}

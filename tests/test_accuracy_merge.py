@@ -46,7 +46,7 @@ def test_parts_of_different_models_are_refused():
 
 def test_merge_writes_one_report(tmp_path, capsys):
     a, b = str(tmp_path / 'a.csv'), str(tmp_path / 'b.csv')
-    report.write_csv([_row('1x', 'vanilla'), _row('1x', 'ailurus', 0.5,
+    report.write_csv([_row('1x', 'vanilla'), _row('1x', 'dpc_cover', 0.5,
                                                   39.0)], a)
     report.write_csv([_row('1x', 'vanilla'), _row('1x', 'grid', 0.5, 38.0,
                                                   reducer='grid')], b)
@@ -54,7 +54,7 @@ def test_merge_writes_one_report(tmp_path, capsys):
     text = merge.main(['--dataset', 'camvid', '--out-dir', str(out), a, b])
     rows = report.read_csv(str(out / 'accuracy.csv'))
     assert [(r.setting, r.miou) for r in rows] == [
-        ('vanilla', 40.0), ('ailurus', 39.0), ('grid', 38.0)]
+        ('vanilla', 40.0), ('dpc_cover', 39.0), ('grid', 38.0)]
     assert 'CamVid, a small ViT trained here' in text
     assert (out / 'accuracy.png').stat().st_size > 0
     with pytest.raises(SystemExit):

@@ -41,8 +41,7 @@ def _defaults():
 # added here, and then every conversion is checked for it.
 KNOB_EXAMPLES = dict(cluster_layer=0, num_clusters=0.5, k=3,
                      spatial_weight=0.5, window=2, prop_attn=False,
-                     reducer='tome', recover_detail=True,
-                     anchor_threshold=0.25, second_stage=(2, 0.125))
+                     reducer='tome', recover_detail=True)
 
 
 @pytest.fixture(scope='module')
@@ -313,8 +312,8 @@ def _unchanged(model, before) -> bool:
     (None, dict(cluster_layer=5), ValueError,
      r'cluster_layer must be an int \[0, 1\]'),
     (None, dict(nope=1), TypeError, r"unknown AiluRus knob\(s\) \['nope'\]"),
-    (None, dict(reducer='grid', second_stage=(2, 0.1)), ValueError,
-     r"reducer='grid' needs the token grid"),
+    (None, dict(reducer='grid', k=3), ValueError,
+     r"k=3 is not used by reducer='grid'"),
 ])
 @pytest.mark.parametrize('ailurus_first', [False, True])
 def test_a_refused_apply_changes_nothing(segmenter, head, kwargs, error,

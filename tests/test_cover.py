@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from ailurus_mm.ops import ClusterConfig, cluster_tokens
+from ailurus_mm.ops import cluster_tokens
 from ailurus_mm.ops.cover import (assign_in_windows, cover_anchors,
                                   cover_clusters, covering_radii, suppress,
                                   suppression_radii, token_priority,
@@ -205,9 +205,3 @@ def test_lloyd_iterations_lower_the_within_cluster_spread():
     before = spread(cover_clusters(x, (16, 16), score, 40, iterations=0)[0])
     after = spread(cover_clusters(x, (16, 16), score, 40, iterations=3)[0])
     assert after < before
-
-
-def test_dpc_cover_refuses_the_knobs_it_does_not_take():
-    with pytest.raises(ValueError, match='anchor_threshold=0.5 is not used '
-                       "by reducer='dpc_cover'"):
-        ClusterConfig(reducer='dpc_cover', anchor_threshold=0.5)

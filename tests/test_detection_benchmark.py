@@ -394,23 +394,23 @@ def test_detection_benchmark_end_to_end(tmp_path):
     summary = accuracy_main([
         '--task', 'detection', '--out-dir', str(out), '--config', str(path),
         '--num-train', '4', '--num-val', '4', '--size', '64', '--iters',
-        '2', '--reducers', 'ailurus', 'grid', '--keeps', '0.5',
+        '2', '--presets', 'dpc_cover', 'grid', '--keeps', '0.5',
         '--prop-attn', 'on', '--layers', '0', '--no-finetune',
         '--cfg-options', 'model.backbone.num_layers=3',
         'model.backbone.out_indices=(2,)'])
     with open(out / 'accuracy.csv') as f:
         import csv
         rows = list(csv.DictReader(f))
-    # 2 splits x (vanilla, ailurus, grid, ailurus@layer0)
+    # 2 splits x (vanilla, dpc_cover, grid, dpc_cover@layer0)
     assert [(r['split'], r['setting']) for r in rows] == [
         (s, n) for s in ('1x', '2x')
-        for n in ('vanilla', 'ailurus', 'grid', 'ailurus@layer0')]
+        for n in ('vanilla', 'dpc_cover', 'grid', 'dpc_cover@layer0')]
     assert [int(r['tokens']) for r in rows[::4]] == [16, 64]
     for row in rows:
         assert all(row[m] != '' for m in METRICS)
         if row['setting'] != 'vanilla':
             assert all(row[f'noise.{m}'] != '' for m in HEADLINE)
-            assert row['reducer'] in ('dpc_knn', 'grid')
+            assert row['reducer'] in ('dpc_cover', 'grid')
     for name in ('accuracy.md', 'accuracy.png', 'summary.json'):
         assert (out / name).stat().st_size > 0
     assert 'synthetic proxy, not COCO' in (out / 'accuracy.md').read_text()

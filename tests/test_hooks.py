@@ -187,8 +187,8 @@ def test_no_finetune_logs_the_settings(tmp_path, trained):
     assert (f'--no-finetune: evaluating the vanilla checkpoint {vanilla} '
             'with AiluRus, without fine-tuning: cluster_layer=0, '
             "num_clusters=0.5, k=5, spatial_weight=1.0, window=None, "
-            "prop_attn=True, reducer='dpc_knn', recover_detail=False, "
-            'anchor_threshold=None, second_stage=None') in log
+            "prop_attn=True, reducer='dpc_cover', recover_detail=False") \
+        in log
     assert 'was not trained with AiluRusViT' not in log
 
 
@@ -318,7 +318,8 @@ def test_allow_mmengine_checkpoints_makes_mmengine_read_urls_safely(
             'try:\n'
             f'    _load_checkpoint({url!r})\n'
             'except pickle.UnpicklingError as error:\n'
-            '    print("refused" if "Weights only" in str(error) else error)\n')
+            '    print("refused" if "Weights only" in str(error) '
+            'else error)\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True,
                          text=True, cwd=REPO, timeout=300)
     assert out.stdout.strip().endswith('refused'), out.stdout + out.stderr

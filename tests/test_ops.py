@@ -1,12 +1,18 @@
-"""The pure clustering core: invariants, a slow reference, gradients."""
+"""The pure clustering core: invariants, a slow reference of the paper's
+``dpc_knn`` (``dpc_cover`` has its own in test_cover.py), gradients."""
+import functools
 import math
 
 import pytest
 import torch
 
-from ailurus_mm.ops import (cluster_tokens, merge_tokens, recover_tokens,
-                            resolve_num_clusters)
+from ailurus_mm.ops import cluster_tokens as _cluster_tokens
+from ailurus_mm.ops import merge_tokens, recover_tokens, resolve_num_clusters
 from ailurus_mm.ops.window import sampled_median_distance
+
+
+# The paper's clustering, which the reference below writes with loops.
+cluster_tokens = functools.partial(_cluster_tokens, reducer='dpc_knn')
 
 
 def _tokens(batch=2, hw=(6, 7), channels=8, seed=0):

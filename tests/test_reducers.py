@@ -293,9 +293,10 @@ def test_farthest_point_anchors_cover_every_distinct_group():
 
 # -- the knob on AiluRusViT ---------------------------------------------------
 @pytest.mark.parametrize('reducer, knobs, match', [
-    ('bogus', {}, r"reducer must be one of \('dpc_knn', .*got 'bogus'"),
+    ('bogus', {}, r"reducer must be one of \('dpc_cover', 'dpc_knn', .*got "
+     r"'bogus'"),
     ('tome', dict(k=7), r"k=7 is not used by reducer='tome' \(it takes: no "
-     r"knobs\); k applies to the reducers \('dpc_knn', 'dpc_cover', "
+     r"knobs\); k applies to the reducers \('dpc_cover', 'dpc_knn', "
      r"'farthest'\)"),
     ('farthest', dict(window=3), r"window=3 is not used by "
      r"reducer='farthest' \(it takes: k, spatial_weight\)"),

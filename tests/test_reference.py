@@ -12,7 +12,13 @@ import torch
 from mmseg.models.backbones import VisionTransformer
 
 from ailurus_mm.models import AiluRusViT, TokenRecover
-from ailurus_mm.ops import cluster_tokens, merge_tokens, recover_tokens
+from ailurus_mm.ops import merge_tokens, recover_tokens
+from ailurus_mm.ops import cluster_tokens as _cluster_tokens
+
+# The paper's clustering (dpc_knn), whose peaks are the groups here.
+def cluster_tokens(*args, **knobs):
+    return _cluster_tokens(*args, reducer='dpc_knn', **knobs)
+
 
 # A 4 x 6 token grid cut into 4 regions (the label map of a scene).
 REGIONS = torch.tensor([
@@ -109,7 +115,8 @@ def build_pair(**knobs):
     with torch.no_grad():
         vanilla.pos_embed.zero_()
     ailurus = AiluRusViT(**TINY, cluster_layer=0, num_clusters=4,
-                         spatial_weight=0.0, **knobs)
+                         spatial_weight=0.0, **{'reducer': 'dpc_knn',
+                                                **knobs})
     ailurus.load_state_dict(vanilla.state_dict(), strict=True)
     vanilla.eval()  # mmseg's VisionTransformer.train() returns None
     return vanilla, ailurus.eval()

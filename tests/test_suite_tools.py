@@ -365,32 +365,31 @@ def test_variants_of_a_merged_decoding_config(tiny):
 
 def test_sweep_over_reducers_and_prop_attn(tiny, tmp_path):
     """Every reducer, with and without proportional attention, keeping all
-    the tokens is the vanilla model: the same mIoU (the per-image count
-    too, its threshold calibrated on the test set)."""
+    the tokens is the vanilla model: the same mIoU."""
     from mmengine.config import Config
 
     from ailurus_mm.benchmarks.sweep import SweepSpec, run_sweep
 
     config, checkpoint = tiny
-    names = ('ailurus', 'tome', 'ailurus_adaptive')
+    names = ('dpc_knn', 'tome', 'dpc_cover_detail')
     rows = run_sweep(Config.fromfile(config), checkpoint, SweepSpec(
         (1.0, 0.5), presets=names, prop_attn=(False, True)),
         out_dir=str(tmp_path))
     assert [(r['preset'], r['prop_attn'], r['num_clusters'])
             for r in rows[1:]] == [
-        (name, attn, 1.0 if name == 'ailurus_adaptive' else keep)
+        (name, attn, keep)
         for name in names for attn in (False, True) for keep in (1.0, 0.5)]
     assert rows[1]['reducer'] == 'dpc_knn' and rows[5]['reducer'] == 'tome'
+    assert rows[9]['recover_detail'] is True
     for row in rows[1:]:
-        if row['anchor_threshold'] is None and row['num_clusters'] == 1.0:
+        if row['num_clusters'] == 1.0:
             assert row['mIoU'] == rows[0]['mIoU']
     assert (tmp_path / 'sweep.png').stat().st_size > 0
 
 
 # ------------------------------------------ every reducer, every tool
 SETTINGS = [dict(reducer=name) for name in REDUCERS] + [
-    dict(recover_detail=True), dict(anchor_threshold=0.5),
-    dict(second_stage=(1, 0.25))]
+    dict(recover_detail=True), dict(window=1)]
 
 
 @pytest.mark.parametrize('knobs', SETTINGS, ids=str)
@@ -423,9 +422,9 @@ def test_every_tool_runs_every_reducer_and_knob(tiny, tmp_path, knobs,
 
 
 def test_presets_cover_every_reducer():
-    assert set(REDUCERS) - {'dpc_knn'} <= set(PRESET_NAMES)
-    assert {'ailurus', 'dpc_knn_plain', 'ailurus_detail',
-            'ailurus_adaptive'} <= set(PRESET_NAMES)
+    assert set(REDUCERS) <= set(PRESET_NAMES)
+    assert {'dpc_knn_plain', 'dpc_cover_detail',
+            'dpc_cover_window'} <= set(PRESET_NAMES)
 
 
 # --------------------------------------- refused before the long pass
@@ -468,7 +467,7 @@ def test_sweep_refuses_settings_before_evaluating(tiny, tmp_path,
     (['--checkpoint', 'nowhere.pth'], r'checkpoint nowhere\.pth does not '
      r'exist'),
     (['--cfg-options', 'model.backbone.reducer=fastest'],
-     r"reducer must be one of \('dpc_knn'"),
+     r"reducer must be one of \('dpc_cover'"),
 ])
 def test_benchmark_refuses_settings_in_one_line(tiny, capsys, flags, match):
     from ailurus_mm.benchmarks.cli import benchmark_main

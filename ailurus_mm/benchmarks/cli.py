@@ -115,7 +115,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         '--variants', nargs='+', choices=VARIANTS,
         help='which versions to time (an AiluRus one at least; speed-ups '
-        'need vanilla; default: all but ailurus_prop_attn, the *_merged '
+        'need vanilla; default: all, the *_merged '
         'ones if the decode head has merged decoding)')
     parser.add_argument('--no-stage-times', '--no-backbone-times',
                         dest='no_stage_times', action='store_true',
@@ -171,7 +171,8 @@ def sweep_parser() -> argparse.ArgumentParser:
                         help="layers to cluster after (default: the "
                         "config's)")
     parser.add_argument(
-        '--reducers', nargs='+', choices=PRESET_NAMES,
+        '--presets', '--reducers', dest='reducers', nargs='+',
+        choices=PRESET_NAMES, metavar='PRESET',
         help="reducer presets to compare (default: the config's own "
         "clustering)")
     parser.add_argument(
@@ -297,7 +298,11 @@ def accuracy_parser() -> argparse.ArgumentParser:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--iters', type=int,
                         help="training iterations (default: the config's)")
-    parser.add_argument('--reducers', nargs='+', choices=PRESET_NAMES)
+    parser.add_argument('--presets', '--reducers', dest='reducers',
+                        nargs='+', choices=PRESET_NAMES, metavar='PRESET',
+                        help='the settings to compare: a registered '
+                        'reducer by name, or a variant (dpc_knn_plain, '
+                        'dpc_cover_detail, dpc_cover_window); default: all')
     parser.add_argument('--keeps', type=float, nargs='+',
                         help="keep ratios (default: the dataset's)")
     parser.add_argument('--prop-attn', nargs='+', default=['off', 'on'],

@@ -19,7 +19,7 @@ from ailurus_mm.zoo import load_config
 from .accuracy.data import CAMVID, PROXY, AccuracyDataset
 from .accuracy.grid import VANILLA_SETTING, Evaluator, Setting
 from .models import load_weights
-from .presets import find_presets
+from .presets import default_preset
 from .speed.inputs import default_shape, make_batch
 from .speed.measure import describe_tokens
 from .speed.run import time_predictions
@@ -120,7 +120,7 @@ def accuracy_line(dataset: AccuracyDataset, data_root: str,
                           limit=num_images, log=lambda *a: None)
     vanilla = evaluator.score(VANILLA_SETTING)
     defaults = ClusterConfig()
-    ailurus = evaluator.score(Setting(find_presets(['ailurus'])[0],
+    ailurus = evaluator.score(Setting(default_preset(),
                                       defaults.num_clusters,
                                       defaults.prop_attn))
     return dict(dataset=dataset.name, label=dataset.label,

@@ -22,10 +22,9 @@ from typing import Any, Dict, List, Optional, Tuple
 import torch
 from mmengine.config import Config
 
-from ailurus_mm.calibration import cluster_layer_scores
 from ailurus_mm.convert import (ailurus_model_config, model_clustering,
                                 vanilla_model_config)
-from ailurus_mm.ops import ClusterConfig, calibrate_anchor_threshold
+from ailurus_mm.ops import ClusterConfig
 from .models import build_with_weights, load_weights, scope_of
 from .presets import Preset, find_presets
 from .speed.measure import synchronize
@@ -155,19 +154,7 @@ def run_sweep(cfg: Config, checkpoint: str, spec: SweepSpec,
     vanilla_cfg = vanilla_model_config(cfg.model)
     results = [('vanilla', None, None,
                 evaluate(build(vanilla_cfg), 'vanilla'))]
-    scores: Dict[ClusterConfig, List[torch.Tensor]] = {}
     for preset, knobs in settings:
-        if preset.by_content:
-            # The decision scores over the test set, for a per-image count
-            # whose mean is this num_clusters (see ailurus_mm.calibration).
-            probe = knobs.replace(num_clusters=1.0)
-            if probe not in scores:
-                scores[probe] = cluster_layer_scores(build(
-                    ailurus_model_config(vanilla_cfg, **probe.to_dict())),
-                    dataloader)
-            knobs = probe.replace(anchor_threshold=(
-                calibrate_anchor_threshold(scores[probe],
-                                           knobs.num_clusters)))
         model = build(ailurus_model_config(vanilla_cfg, **knobs.to_dict()))
         name = _name(preset, knobs)
         results.append((name, preset.name, knobs, evaluate(model, name)))

@@ -19,7 +19,6 @@ exactly one thing:
   (``TokenRecover``).
 - ``ailurus_merged``: the same with merged decoding (the decode head on the
   ``M`` merged tokens; Segmenter's mask transformer and linear heads).
-- ``ailurus_prop_attn`` (on request): ``ailurus`` with ``prop_attn=True``.
 
 The ``*_merged`` variants exist only for heads with merged decoding. The
 ideal reducer is a benchmark device: it is not registered anywhere, the
@@ -37,13 +36,12 @@ from ailurus_mm.checkpoint import (check_state_dict, checkpoint_state_dict,
 from ailurus_mm.convert import (ailurus_model_config, model_clustering,
                                 vanilla_model_config)
 from ailurus_mm.models import AiluRusViT
-from ailurus_mm.ops import (ClusterAssignment, compose_assignments,
-                            resolve_num_clusters)
+from ailurus_mm.ops import ClusterAssignment
 from .models import build_model, scope_of
 
 VARIANTS = ('vanilla', 'nothing_merged', 'ideal', 'ideal_merged', 'ailurus',
-            'ailurus_merged', 'ailurus_prop_attn')
-DEFAULT_VARIANTS = VARIANTS[:-1]
+            'ailurus_merged')
+DEFAULT_VARIANTS = VARIANTS
 # The variants whose decode head runs on the merged tokens.
 MERGED_DECODING = ('ideal_merged', 'ailurus_merged')
 DESCRIPTIONS = {
@@ -53,7 +51,6 @@ DESCRIPTIONS = {
     'ideal_merged': 'ideal reducer, decode head on the kept tokens',
     'ailurus': 'AiluRusViT as configured, TokenRecover + head',
     'ailurus_merged': 'AiluRusViT as configured, merged decoding',
-    'ailurus_prop_attn': 'AiluRusViT with prop_attn=True, TokenRecover',
 }
 
 
@@ -72,31 +69,22 @@ def _slice_assignment(num_tokens: int, num_kept: int, batch: int,
 class IdealReducerViT(AiluRusViT):
     """Zero-cost token reduction, for benchmarks only (not registered).
 
-    Keeps the first ``M`` patch tokens after ``cluster_layer`` (and the
-    first ``M2`` after a ``second_stage``) by a slice, and restores the grid
-    by copying them back (``index = p mod M``), so its time is what the
-    vanilla layers cost on those tokens, with no clustering.
+    Keeps the first ``M`` patch tokens after ``cluster_layer`` by a slice,
+    and restores the grid by copying them back (``index = p mod M``), so
+    its time is what the vanilla layers cost on those tokens, with no
+    clustering.
     """
 
-    def cluster(self, x, hw_shape) -> Optional[ClusterAssignment]:
+    def reduce(self, x, hw_shape) -> Optional[ClusterAssignment]:
         tokens = self._patch_tokens(x)
         batch, num_tokens, _ = tokens.shape
-        num_kept = resolve_num_clusters(self.clustering.num_clusters,
-                                        num_tokens)
-        if num_kept >= num_tokens:
+        num_kept = self.clustering.num_anchors(num_tokens)
+        if num_kept is None:
             return None
         return _slice_assignment(num_tokens, num_kept, batch, hw_shape,
                                  x.device)
 
-    def recluster(self, x, first: ClusterAssignment, num_clusters):
-        num_kept = resolve_num_clusters(num_clusters, first.index.shape[1])
-        if num_kept >= first.num_clusters:
-            return None
-        step = _slice_assignment(first.num_clusters, num_kept, x.shape[0],
-                                 first.hw_shape, x.device)
-        return compose_assignments(first, step), step
-
-    def merge(self, x, assignment, token_sizes=None):
+    def merge(self, x, assignment):
         extra = 1 if self.with_cls_token else 0
         return x[:, :extra + assignment.num_clusters]
 
@@ -168,16 +156,13 @@ def variant_model_cfgs(model_cfg: ConfigDict,
                          f'AiluRusViT, got {model_cfg.backbone.get("type")!r}')
     clustering = model_clustering(model_cfg)
     vanilla = vanilla_model_config(model_cfg)
-    changes = dict(nothing_merged=dict(num_clusters=1.0,
-                                       anchor_threshold=None,
-                                       second_stage=None),
-                   ailurus_prop_attn=dict(prop_attn=True))
     cfgs = {}
     for name in names:
         if name == 'vanilla':
             cfgs[name] = vanilla
             continue
-        knobs = clustering.replace(**changes.get(name, {}))
+        knobs = clustering.nothing_merged() if name == 'nothing_merged' \
+            else clustering
         cfgs[name] = ailurus_model_config(
             vanilla, merged_decode=name in MERGED_DECODING,
             **knobs.to_dict())

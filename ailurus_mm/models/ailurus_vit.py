@@ -2,19 +2,18 @@
 from typing import Any, List, Optional, Tuple
 
 import torch
-import torch.nn.functional as F
 from mmseg.models.backbones.vit import VisionTransformer
 from mmseg.registry import MODELS
 from torch import Tensor
 from torch.profiler import record_function
 
 from ailurus_mm.ops import (ClusterAssignment, ClusterConfig,
-                            cluster_positions, cluster_with_config,
-                            compose_assignments, merge_tokens,
-                            recover_tokens, resolve_num_clusters)
+                            cluster_with_config, merge_tokens,
+                            recover_tokens)
 from ailurus_mm.ops.attention import size_bias
+from ailurus_mm.ops.cluster_config import Count
 from .attention import KeyBiasEncoderLayer, enable_key_bias
-from .outputs import AiluRusOutputs
+from .outputs import AiluRusOutputs, Feature
 from .token_recover import tokens_to_map
 
 
@@ -22,42 +21,62 @@ from .token_recover import tokens_to_map
 class AiluRusViT(VisionTransformer):
     """Vision Transformer that clusters and merges tokens after one layer.
 
-    After layer ``cluster_layer`` the patch tokens are grouped by a
-    spatial-aware density-peak clustering (or another reducer) and every
-    cluster is merged into one token; later layers run on the short
-    sequence (plus the cls token, which is never merged). Outputs after
-    ``cluster_layer`` are returned merged, in an :class:`AiluRusOutputs`;
-    the ``TokenRecover`` neck restores them to the full grid, so decode heads
-    receive exactly what ``VisionTransformer`` returns. Parameters are those
-    of ``VisionTransformer`` (same names), so mmseg checkpoints load
-    strictly. ``docs/method.md`` describes the method step by step.
+    After layer ``cluster_layer`` the patch tokens are grouped by the
+    reducer (by default ``dpc_cover``: density peaks that cover the image)
+    and every cluster is merged into one token; later layers run on the
+    short sequence (plus the cls token, which is never merged). Outputs
+    after ``cluster_layer`` are returned merged, in an
+    :class:`AiluRusOutputs`; the ``TokenRecover`` neck restores them to the
+    full grid, so decode heads receive exactly what ``VisionTransformer``
+    returns. Parameters are those of ``VisionTransformer`` (same names), so
+    mmseg checkpoints load strictly. ``docs/method.md`` describes the
+    method step by step.
+
+    The knobs are the fields of :class:`~ailurus_mm.ops.ClusterConfig`
+    (same names, defaults and meaning; validated by it before the network
+    is built).
 
     Args:
-        **kwargs: The AiluRus knobs, the fields of
-            :class:`~ailurus_mm.ops.ClusterConfig` (``cluster_layer``,
-            ``num_clusters``, ``k``, ``spatial_weight``, ``window``,
-            ``prop_attn``, ``reducer``, ``recover_detail``,
-            ``anchor_threshold``, ``second_stage``; unset ones take its
-            defaults), and every argument of mmseg's ``VisionTransformer``.
-            The knobs are validated before the network is built.
+        cluster_layer: Index of the layer whose output is clustered.
+        num_clusters: Tokens kept: an int count or a float fraction.
+        k: Neighbours of the kNN density.
+        spatial_weight: Weight of the spatial term of the distance.
+        window: ``None`` or the radius of the density window.
+        prop_attn: Proportional attention after clustering.
+        reducer: A registered reducer.
+        recover_detail: Recovery adds every token's deviation from its
+            cluster mean.
+        **kwargs: Every argument of mmseg's ``VisionTransformer``.
 
     Attributes:
         clustering: The :class:`~ailurus_mm.ops.ClusterConfig` in use; set
             it with :meth:`configure`.
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        knobs = {name: kwargs.pop(name) for name in ClusterConfig.names()
-                 if name in kwargs}
-        clustering = ClusterConfig(**knobs)
+    def __init__(self,
+                 *,
+                 cluster_layer: int = 1,
+                 num_clusters: Count = 0.25,
+                 k: int = 5,
+                 spatial_weight: float = 1.0,
+                 window: Optional[int] = None,
+                 prop_attn: bool = True,
+                 reducer: str = 'dpc_cover',
+                 recover_detail: bool = False,
+                 **kwargs: Any) -> None:
+        clustering = ClusterConfig(
+            cluster_layer=cluster_layer, num_clusters=num_clusters, k=k,
+            spatial_weight=spatial_weight, window=window,
+            prop_attn=prop_attn, reducer=reducer,
+            recover_detail=recover_detail)
         super().__init__(**kwargs)
         self.configure(clustering)
 
     def configure(self, clustering: ClusterConfig) -> None:
         """Validate ``clustering`` for this network and use it; nothing is
-        changed if it does not fit (``cluster_layer`` or ``second_stage``
-        out of range). Also called on a built mmseg ``VisionTransformer``
-        by ``ailurus_mm.apply`` before its class is switched."""
+        changed if it does not fit (``cluster_layer`` out of range). Also
+        called on a built mmseg ``VisionTransformer`` by
+        ``ailurus_mm.apply`` before its class is switched."""
         if not isinstance(clustering, ClusterConfig):
             raise TypeError('configure takes a ClusterConfig, got '
                             f'{type(clustering).__name__}')
@@ -77,64 +96,35 @@ class AiluRusViT(VisionTransformer):
     def extra_repr(self) -> str:
         return self.clustering.describe()
 
-    def _output(self, x: Tensor, hw_shape, merged: bool):
-        """One output entry, as ``VisionTransformer.forward`` builds it."""
-        tokens = x[:, 1:] if self.with_cls_token else x
-        out = tokens if merged else tokens_to_map(tokens, hw_shape)
-        return [out, x[:, 0]] if self.output_cls_token else out
-
     def _patch_tokens(self, x: Tensor) -> Tensor:
         return x[:, 1:] if self.with_cls_token else x
 
-    def cluster(self, x: Tensor, hw_shape) -> Optional[ClusterAssignment]:
-        """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``, on the
-        grid) with :attr:`clustering`.
-
-        Returns ``None`` when nothing would be merged (``M >= N`` without
-        ``anchor_threshold``).
-        """
+    def _output(self, x: Tensor, hw_shape: Tuple[int, int],
+                merged: bool) -> Feature:
+        """One output entry, as ``VisionTransformer.forward`` builds it."""
         tokens = self._patch_tokens(x)
-        num_tokens = int(tokens.shape[1])
-        num_anchors = resolve_num_clusters(self.clustering.num_clusters,
-                                           num_tokens)
-        if self.clustering.anchor_threshold is None and \
-                num_anchors >= num_tokens:
+        out = tokens if merged else tokens_to_map(tokens, hw_shape)
+        return [out, x[:, 0]] if self.output_cls_token else out
+
+    def reduce(self, x: Tensor,
+               hw_shape: Tuple[int, int]) -> Optional[ClusterAssignment]:
+        """Cluster the patch tokens of ``x`` (``[B, (1 +) N, C]``, on the
+        grid) with :attr:`clustering`; ``None`` when nothing is merged
+        (:meth:`~ailurus_mm.ops.ClusterConfig.num_anchors`)."""
+        tokens = self._patch_tokens(x)
+        num_anchors = self.clustering.num_anchors(int(tokens.shape[1]))
+        if num_anchors is None:
             return None
         return cluster_with_config(tokens.detach(), hw_shape,
                                    self.clustering, num_anchors)
 
-    def recluster(self, x: Tensor, first: ClusterAssignment,
-                  num_clusters) -> Optional[Tuple[ClusterAssignment,
-                                                  ClusterAssignment]]:
-        """The ``second_stage``: cluster the merged tokens of ``x`` again,
-        down to ``num_clusters`` (of the original grid tokens), by their
-        features and centroid positions; sizes are summed.
-
-        Returns:
-            ``(composed, step)``: the assignment of the grid tokens, and
-            that of the merged tokens of ``x``; ``None`` if they are
-            already at most that many.
-        """
-        num_grid = first.index.shape[1]
-        num_anchors = resolve_num_clusters(num_clusters, num_grid)
-        if num_anchors >= first.num_clusters:
-            return None
-        second = cluster_with_config(
-            self._patch_tokens(x).detach(), first.hw_shape, self.clustering,
-            num_anchors, token_sizes=first.sizes,
-            positions=cluster_positions(first))
-        return compose_assignments(first, second), second
-
-    def merge(self, x: Tensor, assignment: ClusterAssignment,
-              token_sizes: Optional[Tensor] = None) -> Tensor:
-        """Merge the patch tokens of ``x`` (weighted by ``token_sizes``);
-        the cls token stays in front."""
-        if not self.with_cls_token:
-            return merge_tokens(x, assignment.index, assignment.sizes,
-                                token_sizes)
-        merged = merge_tokens(x[:, 1:], assignment.index, assignment.sizes,
-                              token_sizes)
-        return torch.cat([x[:, :1], merged], dim=1)
+    def merge(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
+        """Merge the patch tokens of ``x``; the cls token stays in
+        front."""
+        merged = merge_tokens(self._patch_tokens(x), assignment.index,
+                              assignment.sizes)
+        return torch.cat([x[:, :1], merged], dim=1) if self.with_cls_token \
+            else merged
 
     def _detail(self, x: Tensor, assignment: ClusterAssignment) -> Tensor:
         """Deviation ``[B, N, C]`` of every patch token from its cluster's
@@ -154,21 +144,13 @@ class AiluRusViT(VisionTransformer):
 
     def _attn_bias(self, assignment: ClusterAssignment,
                    x: Tensor) -> Optional[Tensor]:
-        """The per-key bias of the layers after clustering, ``[B, L]``
-        (broadcast over heads and queries by the layers): ``log(size)``
-        with ``prop_attn`` (0 for the cls token), and ``-inf`` on padding
-        clusters (size 0, only with ``anchor_threshold``) either way;
-        ``None`` if neither applies (no host-device sync either way)."""
-        if self.clustering.prop_attn:
-            # log(0) = -inf masks the padding.
-            return size_bias(assignment.sizes, int(self.with_cls_token),
-                             dtype=x.dtype)
-        if self.clustering.anchor_threshold is None:
+        """The per-key bias of the layers after clustering, ``[B, L]``:
+        ``log(size)`` with ``prop_attn`` (0 for the cls token), else
+        ``None``."""
+        if not self.clustering.prop_attn:
             return None
-        bias = torch.zeros(assignment.sizes.shape, dtype=x.dtype,
-                           device=x.device)
-        bias.masked_fill_(assignment.sizes == 0, float('-inf'))
-        return F.pad(bias, (int(self.with_cls_token), 0))
+        return size_bias(assignment.sizes, int(self.with_cls_token),
+                         dtype=x.dtype)
 
     @staticmethod
     def _run_layer(layer: KeyBiasEncoderLayer, x: Tensor,
@@ -199,48 +181,38 @@ class AiluRusViT(VisionTransformer):
         if self.pre_norm:
             x = self.pre_ln(x)
 
-        features: List = []
-        stage_of: List[int] = []  # 0: not merged; s: after stage s
-        assignments: List[ClusterAssignment] = []
+        features: List[Feature] = []
+        merged_flags: List[bool] = []
         if self.out_origin:
             features.append(self._output(x, hw_shape, merged=False))
-            stage_of.append(0)
-
-        clustering = self.clustering
-        second = clustering.second_stage
-        attn_bias, detail = None, None
+            merged_flags.append(False)
+        assignment: Optional[ClusterAssignment] = None
+        attn_bias: Optional[Tensor] = None
+        detail: Optional[Tensor] = None
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             x = self._run_layer(layer, x, attn_bias)
-            stage = len(assignments)
-            if i == len(self.layers) - 1 and self.final_norm:
-                if detail is not None and stage:
+            merged = assignment is not None
+            if i == last and self.final_norm:
+                if detail is not None and merged:
                     # recover_detail: every token's own deviation joins
                     # the residual stream before the final norm (added
                     # after it, its scale would not match); the normed
                     # output is on the full grid.
-                    x = self._with_detail(x, assignments[-1], detail)
-                    stage = 0
+                    x = self._with_detail(x, assignment, detail)
+                    merged = False
                 x = self.norm1(x)
             if i in self.out_indices:
-                features.append(self._output(x, hw_shape, stage > 0))
-                stage_of.append(stage)
-            if i == clustering.cluster_layer:
+                features.append(self._output(x, hw_shape, merged))
+                merged_flags.append(merged)
+            if i == self.clustering.cluster_layer:
                 # Labelled for torch.profiler traces of user models.
                 with record_function('ailurus::cluster_merge'):
-                    assignment = self.cluster(x, hw_shape)
+                    assignment = self.reduce(x, hw_shape)
                     if assignment is not None:
-                        if clustering.recover_detail:
+                        if self.clustering.recover_detail:
                             detail = self._detail(x, assignment)
                         x = self.merge(x, assignment)
                         attn_bias = self._attn_bias(assignment, x)
-                        assignments.append(assignment)
-            elif second is not None and i == second[0] and assignments:
-                with record_function('ailurus::cluster_merge'):
-                    result = self.recluster(x, assignments[-1], second[1])
-                    if result is not None:
-                        composed, step = result
-                        x = self.merge(x, step, assignments[-1].sizes)
-                        attn_bias = self._attn_bias(composed, x)
-                        assignments.append(composed)
-        return AiluRusOutputs(features, stage_of, assignments, hw_shape,
+        return AiluRusOutputs(features, merged_flags, assignment, hw_shape,
                               detail)

@@ -32,10 +32,9 @@ class AiluRusOutputs:
             before ``cluster_layer`` are exactly what mmseg's
             ``VisionTransformer`` returns; later ones hold merged tokens
             ``[B, M, C]`` instead of a map.
-        stages: For every entry, 0 if it is not merged, else the clustering
-            stage it was taken after (1, or 2 after a ``second_stage``).
-        assignments: The assignment of the grid tokens after each stage
-            (``assignments[s - 1]`` restores an entry of stage ``s``).
+        merged: For every entry, whether it holds merged tokens.
+        assignment: The clustering of the grid tokens (``None`` if nothing
+            was merged).
         hw_shape: The patch grid ``(H, W)``.
         detail: Optional ``[B, N, C]`` deviation of every patch token from
             its cluster's mean at clustering time; ``TokenRecover`` adds it
@@ -44,38 +43,27 @@ class AiluRusOutputs:
             entry comes on the full grid).
     """
 
-    __slots__ = ('features', 'stages', 'assignments', 'hw_shape', 'detail')
+    __slots__ = ('features', 'merged', 'assignment', 'hw_shape', 'detail')
 
-    def __init__(self, features: Sequence[Feature], stages: Sequence[int],
-                 assignments: Sequence[ClusterAssignment],
+    def __init__(self, features: Sequence[Feature], merged: Sequence[bool],
+                 assignment: Optional[ClusterAssignment],
                  hw_shape: Tuple[int, int],
                  detail: Optional[Tensor] = None) -> None:
-        if len(features) != len(stages):
-            raise ValueError('features and stages must have the same length')
-        if any(not 0 <= s <= len(assignments) for s in stages):
-            raise ValueError(f'stages {list(stages)} refer to '
-                             f'{len(assignments)} assignment(s)')
+        if len(features) != len(merged):
+            raise ValueError('features and merged must have the same length')
+        if any(merged) and assignment is None:
+            raise ValueError('merged entries need the assignment that '
+                             'restores them')
         self.features = tuple(features)
-        self.stages = tuple(int(s) for s in stages)
-        self.assignments = tuple(assignments)
+        self.merged = tuple(bool(m) for m in merged)
+        self.assignment = assignment
         self.hw_shape = tuple(hw_shape)
         self.detail = detail
-
-    @property
-    def merged(self) -> Tuple[bool, ...]:
-        """For every entry, whether it holds merged tokens."""
-        return tuple(s > 0 for s in self.stages)
-
-    @property
-    def assignment(self) -> Optional[ClusterAssignment]:
-        """The last assignment (``None`` if nothing was merged)."""
-        return self.assignments[-1] if self.assignments else None
 
     def assignment_of(self, index: int) -> Optional[ClusterAssignment]:
         """The assignment that restores entry ``index`` (``None`` if it is
         not merged)."""
-        stage = self.stages[index]
-        return self.assignments[stage - 1] if stage else None
+        return self.assignment if self.merged[index] else None
 
     def __getitem__(self, item):
         raise TypeError(_NEEDS_RECOVER)
@@ -87,7 +75,8 @@ class AiluRusOutputs:
         raise TypeError(_NEEDS_RECOVER)
 
     def __repr__(self) -> str:
-        counts = [a.num_clusters for a in self.assignments]
+        count = None if self.assignment is None else \
+            self.assignment.num_clusters
         return (f'{type(self).__name__}(num_features={len(self.features)}, '
-                f'stages={self.stages}, hw_shape={self.hw_shape}, '
-                f'num_clusters={counts})')
+                f'merged={self.merged}, hw_shape={self.hw_shape}, '
+                f'num_clusters={count})')

@@ -82,7 +82,7 @@ class TokenRecover(BaseModule):
         with record_function('ailurus::recover'):
             return tuple(
                 self._recover(feature, inputs.assignment_of(i), inputs)
-                if inputs.stages[i] else feature
+                if inputs.merged[i] else feature
                 for i, feature in enumerate(inputs.features))
 
     def forward(self, inputs: Union[AiluRusOutputs, tuple]):

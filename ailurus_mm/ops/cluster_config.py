@@ -91,46 +91,28 @@ class ClusterConfig:
         prop_attn: Add ``log(cluster size)`` of the key token to the
             attention logits of the layers after clustering.
         reducer: How tokens are grouped: a name of
-            :data:`~ailurus_mm.ops.reducers.REDUCERS` (``'dpc_knn'`` is
-            AiluRus; the others are the field's reducers, for comparison).
-            Knobs a reducer does not take must keep their defaults.
+            :data:`~ailurus_mm.ops.reducers.REDUCERS` (``'dpc_cover'``,
+            density peaks that cover the image, is ours; ``'dpc_knn'`` is
+            the paper's; the others are the field's reducers, for
+            comparison). Knobs a reducer does not take must keep their
+            defaults.
         recover_detail: Recovery adds every token's deviation from its
             cluster mean at clustering time (beyond the paper).
-        anchor_threshold: ``None`` (``num_clusters`` anchors in every image)
-            or a finite number: a per-image count by content, the tokens
-            whose DPC decision score is above it (at most ``num_clusters``;
-            beyond the paper). ``dpc_knn`` with ``window=None`` only.
-        second_stage: ``None``, or ``(layer, num_clusters)``: cluster the
-            merged tokens again after that later layer, down to that count
-            (an int, or a fraction of the original patch tokens), with the
-            same reducer (beyond the paper). The merged tokens carry their
-            sizes and centroid positions; recovery composes the two
-            assignments. Not with ``window``, ``anchor_threshold``,
-            ``recover_detail`` or the grid-based reducers.
     """
     cluster_layer: int = 1
-    num_clusters: Count = 0.5
+    num_clusters: Count = 0.25
     k: int = 5
     spatial_weight: float = 1.0
     window: Optional[int] = None
     prop_attn: bool = True
-    reducer: str = 'dpc_knn'
+    reducer: str = 'dpc_cover'
     recover_detail: bool = False
-    anchor_threshold: Optional[float] = None
-    second_stage: Optional[Tuple[int, Count]] = None
 
     def __post_init__(self) -> None:
-        if self.second_stage is not None and isinstance(
-                self.second_stage, list):
-            object.__setattr__(self, 'second_stage',
-                               tuple(self.second_stage))
         self._validate()
         if isinstance(self.spatial_weight, numbers.Integral):
             object.__setattr__(self, 'spatial_weight',
                                float(self.spatial_weight))
-        if self.anchor_threshold is not None:
-            object.__setattr__(self, 'anchor_threshold',
-                               float(self.anchor_threshold))
 
     # ------------------------------------------------------------ fields
     @classmethod
@@ -164,6 +146,25 @@ class ClusterConfig:
         self.check_names(list(changes))
         return dataclasses.replace(self, **changes)
 
+    def switch(self, **changes: Any) -> 'ClusterConfig':
+        """A copy with ``changes``; if they change the reducer, the knobs
+        the new reducer does not take go back to their defaults (unless
+        ``changes`` sets them), so any setting can switch reducers."""
+        self.check_names(list(changes))
+        reducer = changes.get('reducer', self.reducer)
+        if reducer != self.reducer and reducer in REDUCERS:
+            defaults = self.defaults()
+            taken = REDUCERS[reducer].knobs
+            for name in {n for r in REDUCERS.values() for n in r.knobs}:
+                if name not in taken and name not in changes:
+                    changes[name] = defaults[name]
+        return dataclasses.replace(self, **changes)
+
+    def nothing_merged(self) -> 'ClusterConfig':
+        """The same knobs with every patch token kept: exactly the
+        vanilla model's outputs, through the AiluRus code path."""
+        return self.replace(num_clusters=1.0)
+
     def to_dict(self) -> Dict[str, Any]:
         """Every knob, ``{name: value}`` (JSON-friendly)."""
         return {name: getattr(self, name) for name in self.names()}
@@ -193,22 +194,11 @@ class ClusterConfig:
                        'of the density window in tokens)')
         _check_bool('prop_attn', self.prop_attn)
         _check_bool('recover_detail', self.recover_detail)
-        if self.anchor_threshold is not None:
-            _check_real('anchor_threshold', self.anchor_threshold,
-                        'None or a finite number (the DPC decision score '
-                        'above which a token is an anchor)')
         if not isinstance(self.reducer, str) or \
                 self.reducer not in REDUCERS:
             raise ValueError(f'reducer must be one of {tuple(REDUCERS)}, '
                              f'got {self.reducer!r}')
         self._check_reducer_knobs()
-        if self.anchor_threshold is not None and self.window is not None:
-            raise ValueError(
-                f'anchor_threshold={self.anchor_threshold!r} needs the '
-                'global clustering: leave window at None (got '
-                f'window={self.window!r})')
-        if self.second_stage is not None:
-            self._check_second_stage()
 
     def _check_reducer_knobs(self) -> None:
         taken = REDUCERS[self.reducer].knobs
@@ -225,31 +215,6 @@ class ClusterConfig:
                     f'the reducers {users}. Leave it at its default '
                     f'({defaults[name]!r}).')
 
-    def _check_second_stage(self) -> None:
-        stage = self.second_stage
-        if not isinstance(stage, tuple) or len(stage) != 2:
-            raise ValueError('second_stage must be None or (layer, '
-                             f'num_clusters), got {stage!r}')
-        layer, count = stage
-        _check_int('second_stage layer', layer, self.cluster_layer + 1,
-                   meaning=f' (a layer after cluster_layer='
-                   f'{self.cluster_layer})')
-        _check_count('second_stage num_clusters', count)
-        for name, value, allowed in (
-                ('window', self.window, None),
-                ('anchor_threshold', self.anchor_threshold, None),
-                ('recover_detail', self.recover_detail, False)):
-            if value != allowed:
-                raise ValueError(
-                    f'second_stage={stage!r} does not combine with '
-                    f'{name}={value!r}; leave it at {allowed!r}')
-        if not REDUCERS[self.reducer].any_tokens:
-            raise ValueError(
-                f'second_stage={stage!r}: reducer={self.reducer!r} needs '
-                'the token grid, which merged tokens no longer form; use '
-                'one of '
-                f'{tuple(n for n, r in REDUCERS.items() if r.any_tokens)}')
-
     def check_layers(self, num_layers: int,
                      out_indices: Union[int, Sequence[int]] = -1
                      ) -> List[int]:
@@ -262,11 +227,6 @@ class ClusterConfig:
                    f' (0-based index of the layer whose output is '
                    f'clustered; the model has num_layers={num_layers} and '
                    'the last layer cannot be clustered)')
-        if self.second_stage is not None:
-            _check_int('second_stage layer', self.second_stage[0],
-                       self.cluster_layer + 1, num_layers - 2,
-                       f' (after cluster_layer={self.cluster_layer}, '
-                       f'before the last of num_layers={num_layers})')
         if isinstance(out_indices, int):
             out_indices = [out_indices]
         bad = [i for i in out_indices if not -num_layers <= i < num_layers]
@@ -276,23 +236,18 @@ class ClusterConfig:
         return [i % num_layers for i in out_indices]
 
     # ----------------------------------------------------------- derived
-    def stages(self) -> Tuple[Tuple[int, Count], ...]:
-        """``((layer, num_clusters), ...)``: where the tokens are clustered
-        and down to how many, in order."""
-        first = ((self.cluster_layer, self.num_clusters), )
-        return first + ((tuple(self.second_stage), )
-                        if self.second_stage is not None else ())
+    def num_anchors(self, num_tokens: int) -> Optional[int]:
+        """``M`` for ``num_tokens`` patch tokens, or ``None`` when nothing
+        is merged (``M >= N``): the one place that decides it."""
+        num_anchors = resolve_num_clusters(self.num_clusters, num_tokens)
+        return None if num_anchors >= int(num_tokens) else num_anchors
 
     def mean_kept_fraction(self, num_layers: int,
                            num_tokens: int) -> float:
         """The mean over all ``num_layers`` layers of the fraction of
-        patch tokens each layer runs on (without ``anchor_threshold``),
-        for comparing settings at an equal mean token count."""
-        kept, total = num_tokens, 0.0
-        stages = dict(self.stages())
-        for layer in range(num_layers):
-            total += kept
-            if layer in stages:
-                kept = min(kept, resolve_num_clusters(stages[layer],
-                                                      num_tokens))
-        return total / (num_layers * num_tokens)
+        patch tokens each layer runs on, for comparing settings at an
+        equal mean token count."""
+        kept = resolve_num_clusters(self.num_clusters, num_tokens)
+        layers_after = num_layers - 1 - self.cluster_layer
+        return ((num_layers - layers_after) * num_tokens +
+                layers_after * kept) / (num_layers * num_tokens)

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+
 def cluster_spacing(num_tokens: int, num_anchors: int) -> float:
     """Side of the grid cell one anchor stands for, ``sqrt(N / M)``."""
     return math.sqrt(num_tokens / num_anchors)
@@ -215,7 +216,7 @@ def covering_radii(anchors: Tensor, hw_shape: Tuple[int, int],
     height, width = hw_shape
     marks = torch.zeros(batch, height * width, dtype=torch.bool,
                         device=anchors.device)
-    marks.scatter_(1, anchors, True)
+    marks.scatter_(1, anchors, torch.ones_like(anchors, dtype=torch.bool))
     marks = marks.view(batch, 1, height, width)
     radii = torch.full((batch, ), minimum, dtype=torch.long,
                        device=anchors.device)
@@ -282,8 +283,9 @@ def _tile_candidates(anchors: Tensor, hw_shape: Tuple[int, int], side: int,
     tile = (tile_row.unsqueeze(-1) * cols + tile_col.unsqueeze(-2))
     ok = row_ok.unsqueeze(-1) & col_ok.unsqueeze(-2)
     tile = torch.where(ok, tile, num_tiles).view(batch, -1)  # [B, M * J]
-    cluster = torch.arange(num_anchors, device=anchors.device).repeat_interleave(
-        tile.shape[1] // num_anchors).expand(batch, -1)
+    cluster = torch.arange(num_anchors, device=anchors.device)
+    cluster = cluster.repeat_interleave(tile.shape[1] // num_anchors).expand(
+        batch, -1)
     # Grouped by tile, clusters in increasing order within each.
     order = torch.sort(tile, dim=1, stable=True).indices
     tile, cluster = tile.gather(1, order), cluster.gather(1, order)

@@ -7,7 +7,7 @@ differentiable on purpose: the outputs are indices and scores used to select
 anchors, and callers run them under ``torch.no_grad()``.
 """
 import math
-from typing import Optional, Tuple
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -73,9 +73,7 @@ def grid_positions(hw_shape: Tuple[int, int],
 
 def spatial_aware_distance(x: Tensor,
                            hw_shape: Tuple[int, int],
-                           spatial_weight: float,
-                           positions: Optional[Tensor] = None
-                           ) -> Tuple[Tensor, Tensor]:
+                           spatial_weight: float) -> Tuple[Tensor, Tensor]:
     """Step 1: spatial-aware distance between all token pairs.
 
     ``D(i, j) = |x_i - x_j| / sqrt(C) + spatial_weight * s * |p_i - p_j| /
@@ -87,9 +85,6 @@ def spatial_aware_distance(x: Tensor,
         hw_shape: The token grid ``(H, W)`` of the image.
         spatial_weight: Weight of the spatial term (docs/method.md, step
             1), ``>= 0``.
-        positions: ``None`` if ``x`` is the row-major grid (``N = H * W``),
-            else the ``[B, N, 2]`` (row, column) positions of the tokens
-            (e.g. the centroids of merged tokens).
 
     Returns:
         ``(dist, scale)``: distances ``[B, N, N]`` (zero on the diagonal) and
@@ -101,12 +96,8 @@ def spatial_aware_distance(x: Tensor,
     dist.diagonal(dim1=1, dim2=2).zero_()
     scale = median_distance(dist).clamp_min(torch.finfo(dist.dtype).eps)
     if spatial_weight > 0:
-        if positions is None:
-            pos = grid_positions(hw_shape, x.device).to(dist.dtype)
-            pos_dist = torch.cdist(pos, pos).unsqueeze(0)
-        else:
-            pos = positions.to(dist.dtype)
-            pos_dist = torch.cdist(pos, pos)
+        pos = grid_positions(hw_shape, x.device).to(dist.dtype)
+        pos_dist = torch.cdist(pos, pos).unsqueeze(0)
         dist.addcmul_(pos_dist, (spatial_weight * scale /
                                  max(hw_shape)).view(batch, 1, 1))
     return dist, scale
@@ -166,9 +157,7 @@ def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
 def density_peaks(x: Tensor,
                   hw_shape: Tuple[int, int],
                   k: int,
-                  spatial_weight: float,
-                  positions: Optional[Tensor] = None
-                  ) -> Tuple[Tensor, Tensor, Tensor]:
+                  spatial_weight: float) -> Tuple[Tensor, Tensor, Tensor]:
     """Steps 1-3 in the global form.
 
     Args:
@@ -176,14 +165,12 @@ def density_peaks(x: Tensor,
         hw_shape: The token grid ``(H, W)``.
         k: Neighbours of the density, ``1 <= k < N``.
         spatial_weight: See :func:`spatial_aware_distance`.
-        positions: See :func:`spatial_aware_distance`.
 
     Returns:
         ``(rho, delta, scale)``: ``[B, N]``, ``[B, N]`` and ``[B]``; the
         ``N x N`` distances are freed.
     """
-    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight,
-                                         positions)
+    dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
     rho = knn_density(dist, k, scale)
     return rho, distance_indicator(dist, rho), scale
 
@@ -205,63 +192,12 @@ def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:
     return order[:, :num_clusters].sort(dim=-1).values
 
 
-def decision_scores(rho: Tensor, delta: Tensor, scale: Tensor) -> Tensor:
-    """The DPC decision score ``rho * delta / s``, comparable across images
-    and resolutions (``rho`` is in ``(0, 1]``, ``delta / s`` is in units of
-    the image's median feature distance ``s``).
-
-    Args:
-        rho: Densities ``[B, N]``.
-        delta: Distance indicators ``[B, N]``.
-        scale: Per-image ``s`` ``[B]``.
-
-    Returns:
-        ``[B, N]``.
-    """
-    return rho * delta / scale.view(-1, 1)
-
-
-def select_anchors_above(score: Tensor, threshold: float,
-                         max_clusters: int) -> Tuple[Tensor, Tensor]:
-    """Step 4 with a per-image count: the tokens whose ``score`` is above
-    ``threshold`` (at least 1, at most ``max_clusters`` per image).
-
-    Images of a batch get different counts ``M_b``; the result is padded to
-    ``M = max_b M_b``.
-
-    Args:
-        score: Decision scores ``[B, N]`` (:func:`decision_scores`).
-        threshold: Scores strictly above it make anchors.
-        max_clusters: The most anchors an image gets, ``>= 1``.
-
-    Returns:
-        ``(anchors, valid)``, both ``[B, M]``: anchor token indices, the
-        ``M_b`` real ones first in increasing order, padding slots holding
-        the image's first anchor; ``valid`` is False on the padding.
-    """
-    counts = (score > threshold).sum(-1).clamp(1, max_clusters)
-    num_slots = int(counts.max())
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
-    slots = torch.arange(num_slots, device=score.device)
-    valid = slots < counts.unsqueeze(-1)
-    num_tokens = score.shape[-1]
-    # Real anchors in raster order, padding (keyed past the end) last.
-    keyed = torch.where(valid, order[:, :num_slots], num_tokens)
-    anchors = keyed.sort(dim=-1).values
-    anchors = torch.where(valid, anchors, anchors[:, :1])
-    return anchors, valid
-
-
-def assign_to_anchors(x: Tensor, anchors: Tensor,
-                      valid: Optional[Tensor] = None) -> Tensor:
+def assign_to_anchors(x: Tensor, anchors: Tensor) -> Tensor:
     """Step 5: each token joins the anchor nearest in feature space.
 
     Args:
         x: Patch tokens ``[B, N, C]``.
         anchors: Anchor token indices ``[B, M]``.
-        valid: Optional ``[B, M]`` mask of real anchors (from
-            :func:`select_anchors_above`): no token joins a padding slot,
-            whose anchor must repeat the image's first anchor.
 
     Returns:
         Cluster id of every token ``[B, N]`` (values in ``[0, M)``); anchor
@@ -272,11 +208,6 @@ def assign_to_anchors(x: Tensor, anchors: Tensor,
     dist = pairwise_feature_distance(x, anchor_feats)
     cluster_ids = torch.arange(anchors.shape[1], device=x.device).expand_as(
         anchors)
-    if valid is not None:
-        dist.masked_fill_(~valid.unsqueeze(1), float('inf'))
-        # Padding slots repeat the first anchor and write its id (0), so
-        # the scatter below has one value per token whatever its order.
-        cluster_ids = cluster_ids.masked_fill(~valid, 0)
     index = dist.argmin(dim=-1)
     index.scatter_(1, anchors, cluster_ids)
     return index

@@ -18,7 +18,7 @@ from mmengine.config import Config
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
 from ..models import load_weights
-from ..presets import find_presets
+from ..presets import default_preset
 from .data import AccuracyDataset
 from .grid import VANILLA_SETTING, Evaluator, Setting
 from .train import set_schedule, train
@@ -116,10 +116,10 @@ def finetune_study(cfg: Config, dataset: AccuracyDataset, checkpoint: str,
 
 def default_setting(keep: Optional[float] = None,
                     prop_attn: Optional[bool] = None) -> Setting:
-    """The setting the study fine-tunes at: AiluRus's own clustering,
+    """The setting the study fine-tunes at: the default clustering,
     ``keep`` and ``prop_attn`` at ``AiluRusViT``'s defaults unless given."""
     defaults = ClusterConfig()
-    return Setting(find_presets(['ailurus'])[0],
+    return Setting(default_preset(),
                    defaults.num_clusters if keep is None else keep,
                    defaults.prop_attn if prop_attn is None else prop_attn)
 

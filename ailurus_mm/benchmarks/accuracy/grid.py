@@ -17,9 +17,8 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from ailurus_mm.calibration import cluster_layer_scores
 from ailurus_mm.convert import ailurus_model_config
-from ailurus_mm.ops import ClusterConfig, calibrate_anchor_threshold
+from ailurus_mm.ops import ClusterConfig
 from ..models import build_with_weights
 from ..presets import Preset
 from .data import AccuracyDataset, Split, load_batches
@@ -33,8 +32,7 @@ class Setting:
 
     Attributes:
         preset: The preset (``None`` for the vanilla model).
-        keep: The keep ratio (``num_clusters``; the mean one for
-            ``by_content`` presets).
+        keep: The keep ratio (``num_clusters``).
         prop_attn: Proportional attention.
         base: The knobs the preset changes (default: the defaults).
         label: The row's name (default: the preset's).
@@ -52,7 +50,7 @@ class Setting:
         return self.label or self.preset.name
 
     def clustering(self) -> ClusterConfig:
-        """The knobs (before an ``anchor_threshold`` calibration)."""
+        """The knobs."""
         return self.preset.apply(self.base, num_clusters=self.keep,
                                  prop_attn=self.prop_attn)
 
@@ -77,7 +75,7 @@ class Row:
             for a per-image count), ``tokens`` for the vanilla model.
         layer_fraction: The mean over layers of the fraction of patch
             tokens a layer runs on (a compute measure comparable across
-            ``cluster_layer`` and ``second_stage`` settings).
+            ``cluster_layer`` settings).
         class_iou: IoU (%) of the dataset's focus classes.
         knobs: Every knob of the model (``{}`` for the vanilla model).
     """
@@ -173,7 +171,6 @@ class Evaluator:
         self.num_layers = backbone.get('num_layers', 12)
         self.tokens = _grid_tokens(self.batches,
                                    backbone.get('patch_size', 16))
-        self._scores: Dict[ClusterConfig, List[torch.Tensor]] = {}
 
     def _model(self, clustering: Optional[ClusterConfig]):
         model_cfg = self.cfg.model if clustering is None else \
@@ -182,39 +179,15 @@ class Evaluator:
                                   source=self.dataset.checkpoint or
                                   'the benchmark model')
 
-    def calibrated(self, setting: Setting) -> ClusterConfig:
-        """The setting's knobs, with ``anchor_threshold`` calibrated on
-        this split's images for a ``by_content`` preset."""
-        clustering = setting.clustering()
-        if not setting.preset.by_content:
-            return clustering
-        probe = clustering.replace(num_clusters=1.0)
-        if probe not in self._scores:
-            self._scores[probe] = cluster_layer_scores(
-                self._model(probe), self.batches)
-        return clustering.replace(
-            num_clusters=1.0,
-            anchor_threshold=calibrate_anchor_threshold(
-                self._scores[probe], setting.keep))
-
     def score(self, setting: Setting) -> Row:
         clustering = None if setting.preset is None else \
-            self.calibrated(setting)
+            setting.clustering()
         model = self._model(clustering)
         results, kept = per_image_areas(model, self.batches, self.metainfo)
         classes = self.metainfo['classes']
         miou, class_iou = iou_metric(results, classes)
-        if clustering is None:
-            fraction = 1.0
-        elif clustering.anchor_threshold is not None:
-            # One stage; the measured mean count.
-            base = clustering.replace(num_clusters=max(
-                1, round(float(np.mean(kept)))), anchor_threshold=None)
-            fraction = base.mean_kept_fraction(self.num_layers,
-                                               self.tokens)
-        else:
-            fraction = clustering.mean_kept_fraction(self.num_layers,
-                                                     self.tokens)
+        fraction = 1.0 if clustering is None else \
+            clustering.mean_kept_fraction(self.num_layers, self.tokens)
         row = Row(
             split=self.split.name, tokens=self.tokens, setting=setting.name,
             prop_attn=setting.prop_attn, keep=setting.keep,

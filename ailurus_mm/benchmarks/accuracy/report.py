@@ -4,11 +4,14 @@ import csv
 from typing import Any, List, Sequence
 
 from ailurus_mm.ops import ClusterConfig
+from ..presets import current_name
 from .grid import Row
 
 BASE_FIELDS = ('split', 'tokens', 'setting', 'prop_attn', 'keep',
                'kept_tokens', 'layer_fraction', 'miou', 'miou_a', 'miou_b',
                'drop', 'drop_a', 'drop_b', 'noise')
+# The knobs besides the base columns (prop_attn is one of them).
+KNOB_FIELDS = tuple(n for n in ClusterConfig.names() if n not in BASE_FIELDS)
 
 
 def _cell(value: Any) -> Any:
@@ -20,15 +23,14 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
     for the vanilla model), and ``iou.<class>`` / ``drop.<class>`` of the
     focus classes."""
     classes = list(dict.fromkeys(c for r in rows for c in r.class_iou))
-    fields = list(BASE_FIELDS) + list(ClusterConfig.names()) + \
+    fields = list(BASE_FIELDS) + list(KNOB_FIELDS) + \
         [f'iou.{c}' for c in classes] + [f'drop.{c}' for c in classes]
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields)
         writer.writeheader()
         for row in rows:
             record = {k: _cell(getattr(row, k)) for k in BASE_FIELDS}
-            record.update({k: row.knobs.get(k, '') for k in
-                           ClusterConfig.names()})
+            record.update({k: row.knobs.get(k, '') for k in KNOB_FIELDS})
             record.update({f'iou.{c}': _cell(v)
                            for c, v in row.class_iou.items()})
             record.update({f'drop.{c}': _cell(v)
@@ -54,10 +56,13 @@ def read_csv(path: str) -> List[Row]:
     with open(path) as f:
         for record in csv.DictReader(f):
             values = {k: parse_cell(record[k]) for k in BASE_FIELDS}
-            values['setting'] = record['setting']
+            values['setting'] = current_name(record['setting'])
             values['split'] = record['split']
-            knobs = {k: parse_cell(record[k]) for k in ClusterConfig.names()
-                     if k in record}
+            # Every knob column, retired ones of earlier reports included
+            # (prop_attn is a base column).
+            knobs = {k: parse_cell(v) for k, v in record.items()
+                     if k not in BASE_FIELDS and '.' not in k}
+            knobs['prop_attn'] = values['prop_attn']
             if values['setting'] == 'vanilla':
                 knobs = {}
             row = Row(**{k: values[k] for k in (
@@ -110,11 +115,12 @@ def drop_table(rows: Sequence[Row], split: str, label: str = '') -> str:
 
 def _column(row: Row, rows: Sequence[Row]) -> float:
     """The keep column of ``row``: its keep, or for a two-stage setting
-    the keep of the single-stage AiluRus row with the same mean fraction of
-    tokens per layer (the count it is compared at)."""
+    of an earlier report (retired) the keep of the single-stage ``dpc_knn``
+    row with the same mean fraction of tokens per layer (the count it is
+    compared at)."""
     if row.knobs.get('second_stage') is None:
         return row.keep
-    same = [r.keep for r in rows if r.setting == 'ailurus' and
+    same = [r.keep for r in rows if r.setting == 'dpc_knn' and
             r.knobs.get('second_stage') is None and
             abs(r.layer_fraction - row.layer_fraction) < 0.01]
     return same[0] if same else row.keep

@@ -19,7 +19,7 @@ import torch
 
 from ailurus_mm.ops import ClusterConfig
 from ..models import build_with_weights, export_fp16, load_weights
-from ..presets import Preset, find_presets
+from ..presets import Preset, default_preset, find_presets
 from . import coverage, report
 from .boundary import anchor_boundary_share
 from .data import AccuracyDataset, Split, find_dataset, load_batches
@@ -28,10 +28,10 @@ from .grid import Row, Setting, evaluate_parallel, grid_settings
 from .select import fastest_within
 from .train import set_schedule, train
 
-STUDIES = ('layers', 'second_stage', 'boundary', 'coverage')
-# The presets that run with prop_attn on only: AiluRus variants whose
-# setting is the default's (proportional attention on).
-ON_ONLY = ('ailurus_detail', 'ailurus_adaptive')
+STUDIES = ('layers', 'boundary', 'coverage')
+# The presets that run with prop_attn on only: variants of the default
+# (proportional attention on).
+ON_ONLY = ('dpc_cover_detail', 'dpc_cover_window')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,41 +150,13 @@ def prepare_data(spec: BenchmarkSpec, dataset: AccuracyDataset,
     return root
 
 
-def second_stage_settings(keeps: Sequence[float], num_layers: int = 12,
-                          cluster_layer: int = 1,
-                          layer: int = 3) -> List[Setting]:
-    """Two-stage AiluRus settings at the mean token count of the
-    single-stage setting at each keep: twice the keep after
-    ``cluster_layer``, then after ``layer`` (at most the second-to-last
-    one) the count that makes the mean over layers equal (keeps whose
-    double is 1 or more are left out)."""
-    preset = find_presets(['ailurus'])[0]
-    layer = min(layer, num_layers - 2)
-    if layer <= cluster_layer:
-        return []
-    settings = []
-    for keep in keeps:
-        first = 2 * keep
-        if first >= 1:
-            continue
-        second = ((num_layers - 1 - cluster_layer) * keep -
-                  (layer - cluster_layer) * first) / (num_layers - 1 - layer)
-        if second <= 0:
-            continue
-        base = ClusterConfig(cluster_layer=cluster_layer,
-                             second_stage=(layer, round(second, 4)))
-        settings.append(Setting(preset, round(first, 4), True, base,
-                                label=f'ailurus_2stage@{layer}'))
-    return settings
-
-
 def layer_settings(keeps: Sequence[float], num_layers: int = 12,
                    layers: Sequence[int] = (0, 2, 3)) -> List[Setting]:
-    """AiluRus (``prop_attn`` on) clustering after other layers (those
-    the network has)."""
-    preset = find_presets(['ailurus'])[0]
+    """The default clustering (``prop_attn`` on) after other layers
+    (those the network has)."""
+    preset = default_preset()
     return [Setting(preset, keep, True, ClusterConfig(cluster_layer=layer),
-                    label=f'ailurus@layer{layer}')
+                    label=f'{preset.name}@layer{layer}')
             for layer in layers if layer <= num_layers - 2
             for keep in keeps]
 
@@ -202,8 +174,6 @@ def grid_of(spec: BenchmarkSpec, dataset: AccuracyDataset,
                                   keeps, (True, ))
     if 'layers' in spec.studies:
         settings += layer_settings(keeps, num_layers)
-    if 'second_stage' in spec.studies:
-        settings += second_stage_settings(keeps, num_layers)
     if 'coverage' in spec.studies:
         settings += coverage.coverage_settings(
             [k for k in keeps if k in coverage.KEEPS] or keeps)
@@ -237,9 +207,9 @@ def write_report(rows: List[Row], dataset: AccuracyDataset,
                   r.setting not in coverage.VARIANTS]
     if layer_rows:
         studies = layer_rows + [r for r in rows if r.is_vanilla or (
-            r.setting == 'ailurus' and r.prop_attn)]
+            r.setting == default_preset().name and r.prop_attn)]
         report.plot(studies, osp.join(out_dir, 'studies.png'),
-                    f'{dataset.label}: cluster layer and two stages',
+                    f'{dataset.label}: cluster layer',
                     x='layer_fraction')
     return text
 
@@ -324,8 +294,7 @@ def boundary_study(cfg, dataset: AccuracyDataset, checkpoint: str,
         batches, _ = load_batches(cfg, split, spec.limit)
         result[split.name] = {}
         for reducer in REDUCERS:
-            knobs = find_presets([reducer if reducer != 'dpc_knn' else
-                                  'ailurus'])[0].apply(clustering)
+            knobs = find_presets([reducer])[0].apply(clustering)
             model = build_with_weights(
                 ailurus_model_config(cfg.model, **knobs.to_dict()),
                 state_dict, torch.device(spec.device))

@@ -1,5 +1,6 @@
-"""Choosing defaults from the grid: the fastest setting of AiluRus's own
-clustering whose drops stay within a budget on every split.
+"""Choosing defaults from the grid: the fastest setting of our own
+clustering (``dpc_cover``, or the paper's ``dpc_knn``) whose drops stay
+within a budget on every split.
 
 A setting qualifies on a split if ``drop - noise <= budget``: the part of
 its drop beyond the noise estimate is within the budget. Fastest means the
@@ -11,7 +12,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from .grid import Row
 
 # The settings the defaults are chosen from.
-CANDIDATES = ('ailurus', )
+CANDIDATES = ('dpc_cover', 'dpc_knn')
 
 
 def _key(row: Row) -> Tuple:

@@ -6,6 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from ailurus_mm.ops import ClusterConfig
 from ..accuracy.report import parse_cell
+from ..presets import current_name
 from .grid import HEADLINE, METRICS, DetRow
 
 BASE_FIELDS = ('split', 'tokens', 'setting', 'prop_attn', 'keep',
@@ -52,11 +53,12 @@ def read_csv(path: str) -> List[DetRow]:
         for values in reader:
             record = dict(zip(header[:len(BASE_FIELDS)], values))
             named = dict(zip(header, values))
-            knobs = dict(zip(header[-len(ClusterConfig.names()):],
-                             values[-len(ClusterConfig.names()):]))
+            # Today's knobs (earlier reports had retired ones too).
+            knobs = {k: named[k] for k in ClusterConfig.names()
+                     if k in named}
             row = DetRow(
                 split=record['split'], tokens=int(record['tokens']),
-                setting=record['setting'],
+                setting=current_name(record['setting']),
                 prop_attn=None if record['prop_attn'] == '' else
                 record['prop_attn'] == 'True',
                 keep=float(record['keep']),
@@ -64,7 +66,7 @@ def read_csv(path: str) -> List[DetRow]:
                 scores={m: number(named[m]) for m in METRICS},
                 halves={m: (number(named[f'{m}.a']), number(named[f'{m}.b']))
                         for m in HEADLINE},
-                knobs={} if knobs['cluster_layer'] == '' else
+                knobs={} if knobs.get('cluster_layer', '') == '' else
                 ClusterConfig(**{k: parse_cell(v) for k, v in knobs.items()
                                  if v != ''}).to_dict())
             if not row.is_vanilla:
@@ -174,10 +176,10 @@ def plot(rows: Sequence[DetRow], path: str) -> None:
     fig.savefig(path)
 
 
-# The settings the Mask R-CNN defaults are chosen from: AiluRus's own
-# clustering, after any of the layers studied.
-CANDIDATES = ('ailurus', 'ailurus@layer0', 'ailurus@layer2',
-              'ailurus@layer3', 'ailurus@layer5')
+# The settings the Mask R-CNN defaults are chosen from: our own clustering
+# (``dpc_cover``, or the paper's ``dpc_knn``), after any layer studied
+# (``<reducer>@layer<n>``).
+CANDIDATES = ('dpc_cover', 'dpc_knn')
 
 
 def fastest_within(rows: Sequence[DetRow], split: str = '2x',
@@ -190,7 +192,7 @@ def fastest_within(rows: Sequence[DetRow], split: str = '2x',
     good: List[Tuple[float, float, DetRow]] = []
     for row in rows:
         if row.split != split or row.is_vanilla or \
-                row.setting not in candidates:
+                row.setting.split('@layer')[0] not in candidates:
             continue
         if all(row.drops[m] - row.noise[m] <= budget for m in HEADLINE):
             good.append((round(row.layer_fraction, 6),

@@ -92,8 +92,8 @@ class DetectionSpec:
 
 def grid(spec: DetectionSpec) -> List[Setting]:
     presets = find_presets(spec.presets)
-    settings = grid_settings([p for p in presets if not p.by_content
-                              and p.name not in ('ailurus_detail', )],
+    settings = grid_settings([p for p in presets
+                              if p.name not in ('dpc_cover_detail', )],
                              spec.keeps, spec.prop_attn)
     if spec.layers:
         settings += layer_settings(spec.keeps, layers=spec.layers)
@@ -300,12 +300,12 @@ def config_setting(config: str = MASK_RCNN_CONFIG) -> Setting:
     backbone = Config.fromfile(osp.join(config_dir(), config)).model.backbone
     base = ClusterConfig(**{k: v for k, v in backbone.items()
                             if k in ClusterConfig.names()})
-    return Setting(find_presets(['ailurus'])[0], base.num_clusters,
+    return Setting(find_presets([base.reducer])[0], base.num_clusters,
                    base.prop_attn, base,
-                   label=f'ailurus@layer{base.cluster_layer}')
+                   label=f'{base.reducer}@layer{base.cluster_layer}')
 
 
 def _setting_of(row) -> Setting:
-    preset = find_presets(['ailurus'])[0]
+    preset = find_presets([row.knobs['reducer']])[0]
     base = ClusterConfig(cluster_layer=row.knobs['cluster_layer'])
     return Setting(preset, row.keep, row.prop_attn, base, label=row.setting)

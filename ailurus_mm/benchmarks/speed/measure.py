@@ -170,7 +170,7 @@ def stage_times(backbone: nn.Module, neck: nn.Module, inputs: torch.Tensor,
     device = inputs.device
 
     def cluster_merge():
-        assignment = backbone.cluster(x, hw_shape)
+        assignment = backbone.reduce(x, hw_shape)
         if assignment is not None:
             backbone.merge(x, assignment)
 

@@ -114,9 +114,6 @@ def _summary_lines(report: BenchmarkReport) -> List[str]:
         lines.append('speed-up if the backbone cost nothing and the parts '
                      'after it stayed as in the vanilla model: '
                      f'{summary.after_backbone_bound:.2f}x')
-    if summary.prop_attn_backbone_time_ratio is not None:
-        lines.append('backbone time with prop_attn / without: '
-                     f'{summary.prop_attn_backbone_time_ratio:.3f}')
     if summary.cluster_recover_share is not None:
         line = (
             f'clustering+merge {1000 * summary.cluster_merge_seconds:.1f}'

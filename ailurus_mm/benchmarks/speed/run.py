@@ -86,8 +86,6 @@ class Summary:
         nothing_merged_speedup: Layers alone (nothing merged) vs vanilla.
         stage_speedups: Per AiluRus variant, the speed-up of every part of
             the forward over the vanilla model's.
-        prop_attn_backbone_time_ratio: Backbone time with ``prop_attn``
-            over without (variant ``ailurus_prop_attn`` vs ``ailurus``).
         cluster_merge_seconds, recover_seconds: AiluRus's own work, each
             timed alone on the tokens of a real forward.
         cluster_recover_share: Their share of the AiluRus forward.
@@ -104,7 +102,6 @@ class Summary:
     nothing_merged_speedup: Optional[float] = None
     stage_speedups: Dict[str, Dict[str, float]] = field(
         default_factory=dict)
-    prop_attn_backbone_time_ratio: Optional[float] = None
     cluster_merge_seconds: Optional[float] = None
     recover_seconds: Optional[float] = None
     cluster_recover_share: Optional[float] = None
@@ -461,14 +458,9 @@ def _summary(results: Dict[str, VariantResult], models: Dict[str, nn.Module],
                     if part != 'backbone')
         if after > 0:
             summary.after_backbone_bound = vanilla.seconds.min / after
-    if 'ailurus_prop_attn' in results and 'ailurus' in results and \
-            'backbone' in results['ailurus'].stages:
-        summary.prop_attn_backbone_time_ratio = (
-            results['ailurus_prop_attn'].stages['backbone'].min /
-            results['ailurus'].stages['backbone'].min)
     if mode == 'infer':
-        name = next(n for n in ('ailurus', 'ailurus_merged',
-                                'ailurus_prop_attn') if n in models)
+        name = next(n for n in ('ailurus', 'ailurus_merged')
+                    if n in models)
         model = models[name]
         # Recovery alone: TokenRecover may wrap a neck (detection).
         recover = getattr(model.neck, 'recover', model.neck)
