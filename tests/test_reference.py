@@ -15,6 +15,7 @@ from ailurus_mm.models import AiluRusViT, TokenRecover
 from ailurus_mm.ops import merge_tokens, recover_tokens
 from ailurus_mm.ops import cluster_tokens as _cluster_tokens
 
+
 # The paper's clustering (dpc_knn), whose peaks are the groups here.
 def cluster_tokens(*args, **knobs):
     return _cluster_tokens(*args, reducer='dpc_knn', **knobs)
