@@ -47,7 +47,7 @@ VARIANTS: Dict[str, Dict] = {
     'dpc_cover@reach2': dict(reach=2.0),
     'dpc_cover@spatial_assign': dict(spatial=0.5),
 }
-KEEPS = (0.35, 0.25, 0.15)
+KEEPS = (0.25, 0.15)
 
 
 def _anchors(score: Tensor, hw_shape: Tuple[int, int], num_anchors: int,
