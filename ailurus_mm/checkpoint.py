@@ -193,8 +193,10 @@ def state_dict_mismatch(model: nn.Module,
     Returns:
         ``(missing, unexpected, wrong)``; the last holds
         ``'key: checkpoint (..) vs model (..)'`` strings for shape clashes
-        and ``'key: checkpoint holds a str, not a tensor'`` for values that
-        are not tensors (mmengine would skip them silently).
+        and for a dtype of another kind (an integer or bool tensor where the
+        model has floating point, or the reverse: loading would cast it
+        silently), and ``'key: checkpoint holds a str, not a tensor'`` for
+        values that are not tensors (mmengine would skip them silently).
     """
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))
@@ -209,7 +211,18 @@ def state_dict_mismatch(model: nn.Module,
         elif tuple(value.shape) != tuple(own[key].shape):
             wrong.append(f'{key}: checkpoint {tuple(value.shape)} vs model '
                          f'{tuple(own[key].shape)}')
+        elif _dtype_kind(value) != _dtype_kind(own[key]):
+            wrong.append(f'{key}: checkpoint {value.dtype} vs model '
+                         f'{own[key].dtype}')
     return missing, unexpected, wrong
+
+
+def _dtype_kind(tensor: torch.Tensor) -> str:
+    if tensor.dtype == torch.bool:
+        return 'bool'
+    if tensor.is_floating_point() or tensor.is_complex():
+        return 'float'
+    return 'int'
 
 
 def check_state_dict(model: nn.Module, state_dict: Dict,
@@ -229,7 +242,7 @@ def check_state_dict(model: nn.Module, state_dict: Dict,
     not_tensors = [w for w in wrong if w.endswith('not a tensor')]
     wrong_shape = [w for w in wrong if not w.endswith('not a tensor')]
     if wrong_shape:
-        lines.append(f'  shape mismatch ({len(wrong_shape)}): '
+        lines.append(f'  shape or dtype mismatch ({len(wrong_shape)}): '
                      f'{_listing(wrong_shape)}')
     if not_tensors:
         lines.append(f'  not tensors ({len(not_tensors)}): '

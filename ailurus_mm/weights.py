@@ -332,23 +332,42 @@ def weights_of(checkpoint: Dict) -> Dict[str, torch.Tensor]:
     return checkpoint
 
 
+def _check_destination(src: str, dst: str, overwrite: bool) -> None:
+    """``dst`` is never ``src`` (the conversion is lossy: the head of a
+    timm file is dropped, the patch bias folded in) and replaces an
+    existing file only with ``overwrite``; its folder is made now."""
+    if '://' not in src and osp.exists(src) and osp.exists(dst) and \
+            osp.samefile(src, dst) or osp.abspath(src) == osp.abspath(dst):
+        raise ValueError(f'dst {dst} is the source checkpoint: the '
+                         'conversion would overwrite it; write elsewhere')
+    if osp.isdir(dst):
+        raise ValueError(f'dst {dst} is a folder, expected a .pth file')
+    if osp.exists(dst) and not overwrite:
+        raise ValueError(f'dst {dst} exists; remove it, write elsewhere or '
+                         'pass --overwrite')
+    os.makedirs(osp.dirname(osp.abspath(dst)), exist_ok=True)
+
+
 def convert_checkpoint(src: str,
                        dst: str,
                        source: str = 'auto',
-                       fold_bias: bool = True) -> Dict:
+                       fold_bias: bool = True,
+                       overwrite: bool = False) -> Dict:
     """Read ``src``, convert it, save ``dst`` in mmseg's checkpoint format.
 
     Args:
         src: Official Segmenter checkpoint (``{'model': ...}``) or timm ViT
             weights (``.pth``/``.bin``, or ``.safetensors`` if the
             safetensors package is installed); a local path or URL.
-        dst: Output path; parent folders are created.
+        dst: Output path; parent folders are created. Never ``src``.
         source: ``'segmenter'``, ``'timm'`` or ``'auto'``.
         fold_bias: See :func:`convert_segmenter`.
+        overwrite: Replace an existing ``dst`` (refused otherwise).
 
     Returns:
         The saved checkpoint, ``{'meta': {...}, 'state_dict': ...}``.
     """
+    _check_destination(src, dst, overwrite)
     state_dict, source = convert_state_dict(
         weights_of(_read(src)), source, fold_bias)
     checkpoint = {
@@ -360,8 +379,6 @@ def convert_checkpoint(src: str,
         },
         'state_dict': state_dict,
     }
-    folder = osp.dirname(osp.abspath(dst))
-    os.makedirs(folder, exist_ok=True)
     torch.save(checkpoint, dst)
     return checkpoint
 
@@ -382,9 +399,16 @@ def convert_main(argv: Optional[list] = None) -> Dict:
         '--keep-patch-bias', action='store_true',
         help='keep the patch-embedding bias as a parameter (for models '
         'built with patch_bias=True) instead of folding it into pos_embed')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing dst')
     args = parser.parse_args(argv)
+    try:
+        _check_destination(args.src, args.dst, args.overwrite)
+    except ValueError as error:
+        parser.error(str(error))
     checkpoint = convert_checkpoint(args.src, args.dst, args.source,
-                                    fold_bias=not args.keep_patch_bias)
+                                    fold_bias=not args.keep_patch_bias,
+                                    overwrite=args.overwrite)
     state_dict = checkpoint['state_dict']
     source = checkpoint['meta']['source_format']
     usage = ('load_from / tools/test.py' if source == 'segmenter' else

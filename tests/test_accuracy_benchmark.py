@@ -375,3 +375,57 @@ def test_camvid_benchmark_end_to_end(tmp_path):
     assert set(summary['finetune']) >= {'1x', '2x', 'seconds_per_iter'}
     exported = out / CAMVID.checkpoint
     assert exported.is_file()
+
+
+def test_proxy_data_made_with_other_settings_is_refused(tmp_path):
+    """The generator keeps existing files: a run with another --size or
+    --seed would mix scenes while its summary records its own values."""
+    import json
+
+    from ailurus_mm.benchmarks.accuracy.run import (PROXY_STAMP,
+                                                    BenchmarkSpec,
+                                                    check_proxy_data)
+
+    root = tmp_path / 'out' / 'data'
+    root.mkdir(parents=True)
+    (root / PROXY_STAMP).write_text(json.dumps(
+        dict(num_train=2000, num_val=64, size=320, seed=0)))
+    spec = BenchmarkSpec(out_dir=str(tmp_path / 'out'), size=160, seed=1)
+    with pytest.raises(ValueError, match=r'made with --size 320, --seed 0, '
+                       r'not 160, 1'):
+        spec.validate()
+    check_proxy_data(str(root), BenchmarkSpec())  # the same: fine
+
+
+@pytest.mark.parametrize('flags, match', [
+    (['--no-finetune', '--finetune-only'], 'contradict each other'),
+    (['--limit', '1'], r'--limit must be >= 2 \(the noise'),
+])
+def test_contradicting_or_too_small_flags_are_refused(tmp_path, capsys,
+                                                      flags, match):
+    from ailurus_mm.benchmarks.cli import accuracy_main
+
+    with pytest.raises(SystemExit):
+        accuracy_main(['--out-dir', str(tmp_path / 'o'), *flags])
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / 'o').exists()
+
+
+def test_a_finished_run_is_never_replaced_silently(tmp_path, capsys):
+    from ailurus_mm.benchmarks.cli import accuracy_main
+    from ailurus_mm.benchmarks.paths import RunLock
+
+    out = tmp_path / 'o'
+    out.mkdir()
+    (out / 'summary.json').write_text('{}')
+    with pytest.raises(SystemExit):
+        accuracy_main(['--out-dir', str(out), '--no-finetune'])
+    assert 'already holds the results of an earlier run (summary.json)' \
+        in capsys.readouterr().err
+    (out / 'summary.json').unlink()
+    with RunLock(str(out)):  # a run in progress, as another process
+        (out / '.lock').write_text('1')  # pid 1 is alive
+        with pytest.raises(SystemExit):
+            accuracy_main(['--out-dir', str(out), '--no-finetune'])
+        assert 'is in use by another run (process 1)' in \
+            capsys.readouterr().err

@@ -236,3 +236,33 @@ def test_missing_checkpoint_is_named_by_the_hook(tmp_path, tiny_cfg, mode,
                      experiment_name=f'missing_{mode}')
     with pytest.raises(FileNotFoundError, match=match):
         getattr(runner, mode)()
+
+
+# -- values that load silently wrong or crash ---------------------------------
+def test_an_integer_tensor_for_a_float_parameter_is_a_mismatch():
+    """Loading would cast it silently (35.78 -> 9.34 mIoU in the report):
+    a dtype of another kind is named with its key."""
+    from torch import nn
+
+    from ailurus_mm.checkpoint import (CheckpointMismatchError,
+                                       check_state_dict)
+
+    model = nn.Linear(2, 2)
+    state = {'weight': torch.zeros(2, 2, dtype=torch.int64),
+             'bias': torch.zeros(2, dtype=torch.float16)}  # a float: fine
+    with pytest.raises(CheckpointMismatchError,
+                       match=r'shape or dtype mismatch \(1\): weight: '
+                       r'checkpoint torch.int64 vs model torch.float32'):
+        check_state_dict(model, state)
+
+
+def test_benchmark_weights_name_a_value_that_is_not_a_tensor(tmp_path):
+    from ailurus_mm.benchmarks.models import load_weights
+    from ailurus_mm.checkpoint import CheckpointMismatchError
+
+    path = str(tmp_path / 'odd.pth')
+    torch.save({'state_dict': {'w': torch.zeros(1), 'step': 3}}, path)
+    with pytest.raises(CheckpointMismatchError,
+                       match=r"not tensors \(1\): step: checkpoint holds an? "
+                       r"int, not a tensor"):
+        load_weights(path)

@@ -162,11 +162,12 @@ def test_visualize_writes_one_png_per_image(tiny, tmp_path, ade20k_root,
     # 2 x 2 panels under 28-pixel captions; two 64x64 slide windows of
     # 4 x 4 patches, half of them kept in each
     for i in (1, 2):
-        png = cv2.imread(str(tmp_path / 'vis' / f'ADE_val_{i:08d}.png'))
+        png = cv2.imread(str(tmp_path / 'vis' /
+                             f'ADE_val_{i:08d}_ailurus.png'))
         assert png.shape == (2 * (64 + 28), 2 * 85, 3)
     assert out.count('85x64 input, 32 -> 16 tokens') == 2
     # 480x270: 114x64, three windows
-    png = cv2.imread(str(tmp_path / 'vis' / 'wide.png'))
+    png = cv2.imread(str(tmp_path / 'vis' / 'wide_ailurus.png'))
     assert png.shape == (2 * (64 + 28), 2 * 114, 3)
     assert '114x64 input, 48 -> 24 tokens' in out
 
@@ -329,7 +330,7 @@ def test_sweep_and_visualize_with_merged_decoding(tiny, tmp_path,
         rows = run_sweep(cfg, checkpoint, SweepSpec((0.5, )),
                          out_dir=str(tmp_path / f'sweep{merged}'))
         records = visualize_images(cfg, checkpoint, [image],
-                                   str(tmp_path / f'vis{merged}'))
+                                   [str(tmp_path / f'vis{merged}.png')])
         results[merged] = (rows[1]['mIoU'], records[0]['pixel_agreement'])
     assert results[True] == results[False]
 
@@ -480,3 +481,82 @@ def test_benchmark_refuses_settings_in_one_line(tiny, capsys, flags, match):
     err = capsys.readouterr().err
     assert re.search(match, err), err
     assert 'Traceback' not in err
+
+
+# ----------------------------------- outputs: never an input, never lost
+def test_visualize_never_overwrites_an_input_and_keeps_every_panel(
+        tiny, tmp_path, ade20k_root):
+    """An input inside --out-dir stays as it is; two inputs with one name
+    get two panels; a panel that cannot be written is an error."""
+    import shutil
+
+    from ailurus_mm.benchmarks.cli import visualize_main
+
+    config, checkpoint = tiny
+    source = osp.join(ade20k_root, 'images', 'validation',
+                      'ADE_val_00000001.jpg')
+    shots = tmp_path / 'shots'
+    (shots / 'a').mkdir(parents=True)
+    (shots / 'b').mkdir()
+    frame = shots / 'frame.png'
+    cv2.imwrite(str(frame), cv2.imread(source))
+    shutil.copy(source, shots / 'a' / 'x.jpg')
+    shutil.copy(source, shots / 'b' / 'x.jpg')
+    before = frame.read_bytes()
+    records = visualize_main([config, checkpoint, str(frame),
+                              str(shots / 'a' / 'x.jpg'),
+                              str(shots / 'b' / 'x.jpg'),
+                              '--out-dir', str(shots)])
+    assert frame.read_bytes() == before
+    assert sorted(osp.basename(r['path']) for r in records) == [
+        'frame_ailurus.png', 'x-2_ailurus.png', 'x_ailurus.png']
+    with pytest.raises(SystemExit):  # a second run would replace them
+        visualize_main([config, checkpoint, str(frame), '--out-dir',
+                        str(shots)])
+
+
+def test_a_panel_that_cannot_be_written_is_an_error(
+        tiny, tmp_path, ade20k_root, monkeypatch):
+    from mmengine.config import Config
+
+    from ailurus_mm.benchmarks.visualize import visualize_images
+
+    config, checkpoint = tiny
+    monkeypatch.setattr(cv2, 'imwrite', lambda *args: False)
+    with pytest.raises(OSError, match=r'could not write .*x\.png'):
+        visualize_images(Config.fromfile(config), checkpoint, [osp.join(
+            ade20k_root, 'images', 'validation', 'ADE_val_00000001.jpg')],
+            [str(tmp_path / 'x.png')])
+
+
+@pytest.mark.parametrize('tool, flag', [('benchmark', '--out'),
+                                        ('sweep', '--out-dir')])
+def test_an_output_path_under_a_file_is_refused_before_any_work(
+        tiny, tmp_path, capsys, tool, flag):
+    from ailurus_mm.benchmarks.cli import benchmark_main, sweep_main
+
+    config, checkpoint = tiny
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    if tool == 'benchmark':
+        argv = [config, '--out', str(blocker / 'r.json')]
+        main = benchmark_main
+    else:
+        argv = [config, checkpoint, '--num-clusters', '0.5', '--out-dir',
+                str(blocker / 'sweep')]
+        main = sweep_main
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert f'{flag} {blocker}' in capsys.readouterr().err
+
+
+def test_benchmark_creates_the_folder_of_its_json(tiny, tmp_path):
+    from ailurus_mm.benchmarks.cli import benchmark_main
+
+    config, _ = tiny
+    out = tmp_path / 'missing' / 'r.json'
+    benchmark_main([config, '--warmup', '0', '--runs', '1', '--no-flops',
+                    '--no-memory', '--no-stage-times', '--variants',
+                    'vanilla', 'ailurus', '--out', str(out)])
+    assert out.is_file()

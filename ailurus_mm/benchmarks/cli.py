@@ -8,10 +8,15 @@ threads, flush-denormal, warning filters) are the entry scripts': see
 :func:`entry`.
 """
 import argparse
+import os.path as osp
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from mmengine.config import DictAction
+
+from ailurus_mm.convert import model_clustering
+from .paths import (OutputPathError, RunLock, prepare_dir, prepare_file,
+                    refuse_results)
 
 # Known mmengine log warnings about its own API that our tools trigger
 # only through mmengine and mmseg (dropped from the tools' console).
@@ -85,6 +90,12 @@ def _start(parser: argparse.ArgumentParser, argv: Optional[List[str]]):
     return args, _load(parser, args.config, args.cfg_options)
 
 
+def _overwrite(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace the results of an earlier run at the '
+                        'output path (refused otherwise)')
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--threads', type=int,
@@ -123,6 +134,7 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--out', help='also write the report as JSON here')
+    _overwrite(parser)
     _common(parser)
     return parser
 
@@ -143,8 +155,11 @@ def benchmark_main(argv: Optional[List[str]] = None):
         stages=not args.no_stage_times)
     try:
         spec.validate(cfg)
-        from ailurus_mm.convert import model_clustering
         model_clustering(cfg.model)
+        if args.out:
+            prepare_file(args.out, '--out', inputs=(
+                args.config, args.checkpoint or ''),
+                overwrite=args.overwrite)
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     _threads(parser, args.threads)
@@ -179,14 +194,13 @@ def sweep_parser() -> argparse.ArgumentParser:
         '--prop-attn', nargs='+', choices=['off', 'on'],
         help="proportional attention settings (default: the config's)")
     parser.add_argument('--out-dir', default='sweep')
+    _overwrite(parser)
     _common(parser)
     return parser
 
 
 def sweep_main(argv: Optional[List[str]] = None) -> list:
     """``tools/sweep.py``; returns the CSV rows."""
-    import os.path as osp
-
     from .sweep import SweepSpec, run_sweep
 
     parser = sweep_parser()
@@ -205,6 +219,12 @@ def sweep_main(argv: Optional[List[str]] = None) -> list:
         parser.error(str(error))
     if not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint} does not exist')
+    try:
+        prepare_dir(args.out_dir)
+        refuse_results(args.out_dir, ('sweep.csv', 'sweep.png'),
+                       args.overwrite)
+    except OutputPathError as error:
+        parser.error(str(error))
     _threads(parser, args.threads)
     rows = run_sweep(cfg, args.checkpoint, spec, out_dir=args.out_dir)
     print(f"{'setting':<64}{'mIoU':>8}{'img/s':>10}{'speed-up':>10}")
@@ -224,30 +244,34 @@ def visualize_parser() -> argparse.ArgumentParser:
     parser.add_argument('checkpoint', help='checkpoint of the model')
     parser.add_argument('images', nargs='+', help='image files')
     parser.add_argument('--out-dir', required=True,
-                        help='where the PNGs are written')
+                        help='where the PNGs are written '
+                        '(<image name>_ailurus.png)')
+    _overwrite(parser)
     _common(parser)
     return parser
 
 
 def visualize_main(argv: Optional[List[str]] = None) -> list:
     """``tools/visualize.py``; returns one record per image."""
-    import os.path as osp
-
-    from .visualize import check_images, visualize_images
+    from .visualize import check_images, panel_paths, visualize_images
 
     parser = visualize_parser()
     args, cfg = _start(parser, argv)
     try:
         check_images(args.images)
-        from ailurus_mm.convert import model_clustering
         model_clustering(cfg.model)
+        prepare_dir(args.out_dir)
+        outputs = panel_paths(args.images, args.out_dir)
+        for path in outputs:
+            prepare_file(path, '--out-dir', inputs=args.images,
+                         overwrite=args.overwrite)
     except (ValueError, TypeError) as error:
         parser.error(str(error))
     if not osp.isfile(args.checkpoint):
         parser.error(f'checkpoint {args.checkpoint} does not exist')
     _threads(parser, args.threads)
     records = visualize_images(cfg, args.checkpoint, args.images,
-                               args.out_dir, device=args.device)
+                               outputs, device=args.device)
     for record in records:
         height, width = record['panel_shape']
         print(f"{record['path']}: {width}x{height} input, "
@@ -339,13 +363,12 @@ def accuracy_parser() -> argparse.ArgumentParser:
     parser.add_argument('--splits', nargs='+', metavar='SPLIT',
                         help='evaluate only these splits (1x, 2x; '
                         'default: both)')
+    _overwrite(parser)
     return parser
 
 
 def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
     """``tools/accuracy_benchmark.py``; returns the summary."""
-    import os.path as osp
-
     from .accuracy.finetune import FT_SCHEDULE_FRACTION, Recipe
     from .accuracy.run import BenchmarkSpec, run_accuracy_benchmark
 
@@ -374,11 +397,13 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
             threads=args.threads, limit=args.limit,
             splits=tuple(args.splits) if args.splits else None)
         spec.validate()
+        _check_outputs(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     _threads(parser, args.threads)
     quiet_mmengine()
-    summary = run_accuracy_benchmark(spec)
+    with RunLock(args.out_dir):
+        summary = run_accuracy_benchmark(spec)
     if 'finetune_table' in summary:
         print(summary['finetune_table'])
     if 'table' in summary:
@@ -395,10 +420,22 @@ def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
     return summary
 
 
+def _check_outputs(args: argparse.Namespace) -> None:
+    """The accuracy benchmark's outputs, before any work: the folder (an
+    earlier run's results refused unless ``--overwrite``, a running one's
+    always) and the export."""
+    prepare_dir(args.out_dir)
+    refuse_results(args.out_dir, ('summary.json', 'accuracy.csv'),
+                   args.overwrite)
+    RunLock(args.out_dir).check()
+    if args.export:
+        prepare_file(args.export, '--export',
+                     inputs=[args.checkpoint] if args.checkpoint else [],
+                     overwrite=args.overwrite)
+
+
 def _detection_main(parser: argparse.ArgumentParser,
                     args: argparse.Namespace) -> Dict:
-    import os.path as osp
-
     from .accuracy.finetune import Recipe
     from .detection.run import (DET_RECIPE, DetectionSpec,
                                 run_detection_benchmark)
@@ -426,11 +463,13 @@ def _detection_main(parser: argparse.ArgumentParser,
             jobs=args.jobs, threads=args.threads, limit=args.limit,
             **({'splits': tuple(args.splits)} if args.splits else {}))
         spec.validate()
+        _check_outputs(args)
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     _threads(parser, args.threads)
     quiet_mmengine()
-    summary = run_detection_benchmark(spec)
+    with RunLock(args.out_dir):
+        summary = run_detection_benchmark(spec)
     if 'finetune_table' in summary:
         print(summary['finetune_table'])
     if 'table' not in summary:  # the fine-tuning study alone
@@ -483,6 +522,13 @@ def demo_main(argv: Optional[List[str]] = None) -> dict:
     if args.warmup < 0 or args.runs < 1:
         parser.error(f'need --warmup >= 0 and --runs >= 1, got '
                      f'{args.warmup}, {args.runs}')
+    if args.image is not None:
+        import cv2
+        if not osp.isfile(args.image):
+            parser.error(f'--image {args.image} does not exist')
+        if cv2.imread(args.image) is None:
+            parser.error(f'--image {args.image} cannot be read as an image '
+                         '(empty, corrupt or not an image file)')
     if args.camvid_root is not None:
         from .accuracy.data import CAMVID
         try:

@@ -7,8 +7,8 @@ import torch
 from mmengine.config import Config
 from torch import nn
 
-from ailurus_mm.checkpoint import (check_state_dict, checkpoint_state_dict,
-                                   read_checkpoint)
+from ailurus_mm.checkpoint import (CheckpointMismatchError, check_state_dict,
+                                   checkpoint_state_dict, read_checkpoint)
 
 
 def scope_of(cfg: Config) -> str:
@@ -37,9 +37,21 @@ def build_model(model_cfg: dict, scope: str = 'mmseg') -> nn.Module:
 
 
 def load_weights(checkpoint: str) -> Dict[str, torch.Tensor]:
-    """The model weights of a checkpoint (e.g. an fp16 export) as fp32."""
+    """The model weights of a checkpoint (e.g. an fp16 export) as fp32.
+
+    Raises:
+        CheckpointMismatchError: A value is not a tensor (named with its
+            key, as ``StrictLoadHook`` names it).
+    """
     state_dict = checkpoint_state_dict(read_checkpoint(checkpoint),
                                        checkpoint)
+    bad = [f'{key}: checkpoint holds a {type(value).__name__}, not a tensor'
+           for key, value in state_dict.items()
+           if not isinstance(value, torch.Tensor)]
+    if bad:
+        raise CheckpointMismatchError(
+            f'{checkpoint} does not hold model weights only: not tensors '
+            f'({len(bad)}): {", ".join(bad[:10])}')
     return {k: v.float() if v.is_floating_point() else v
             for k, v in state_dict.items()}
 

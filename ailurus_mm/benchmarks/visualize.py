@@ -11,7 +11,6 @@ caption strip:
   (log scale, dark = full resolution, bright = coarse);
 - the vanilla prediction and the AiluRus prediction, in the dataset palette.
 """
-import os
 import os.path as osp
 from typing import Dict, List, Sequence, Tuple
 
@@ -153,12 +152,25 @@ def _windows(model, height: int, width: int) -> List[Box]:
     return boxes
 
 
+def panel_paths(images: Sequence[str], out_dir: str) -> List[str]:
+    """``<out_dir>/<image name>_ailurus.png`` for every image; images
+    with the same name (from different folders) get ``-2``, ``-3``, ..."""
+    paths, seen = [], {}
+    for image in images:
+        stem = osp.splitext(osp.basename(image))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        suffix = '' if seen[stem] == 1 else f'-{seen[stem]}'
+        paths.append(osp.join(out_dir, f'{stem}{suffix}_ailurus.png'))
+    return paths
+
+
 def visualize_images(cfg,
                      checkpoint: str,
                      images: Sequence[str],
-                     out_dir: str,
+                     outputs: Sequence[str],
                      device: str = 'cpu') -> List[Dict]:
-    """Write ``<out_dir>/<image name>.png`` for every image.
+    """Write one panel per image, to ``outputs`` (e.g.
+    :func:`panel_paths`; their folders must exist).
 
     Returns:
         One record per image: ``path``, ``panel_shape`` ``(H, W)`` (the
@@ -176,9 +188,11 @@ def visualize_images(cfg,
     models['ailurus'] = models.pop(ailurus)
     num_classes = cfg.model.decode_head.num_classes
     palette = _palette(cfg, num_classes)
-    os.makedirs(out_dir, exist_ok=True)
+    if len(outputs) != len(images):
+        raise ValueError(f'{len(images)} images but {len(outputs)} output '
+                         'paths')
     records = []
-    for path in images:
+    for path, out_path in zip(images, outputs):
         data = _test_data(cfg, path)
         captured: List = []
         backbone = models['ailurus'].backbone
@@ -238,9 +252,10 @@ def visualize_images(cfg,
             _caption(pred_panels['ailurus'],
                      f'AiluRus ({100 * agreement:.1f}% agree)')
         ], axis=1)
-        name = osp.splitext(osp.basename(path))[0] + '.png'
-        out_path = osp.join(out_dir, name)
-        cv2.imwrite(out_path, np.concatenate([top, bottom], axis=0))
+        if not cv2.imwrite(out_path, np.concatenate([top, bottom], axis=0)):
+            raise OSError(f'could not write {out_path} (OpenCV returned '
+                          'False: a full disk, a missing folder or an '
+                          'unwritable one)')
         records.append(
             dict(path=out_path, panel_shape=(height, width),
                  windows=len(windows), patch_tokens=patch_tokens,

@@ -98,12 +98,17 @@ class BenchmarkSpec:
                              f'(its folder in mmseg\'s layout)')
         else:
             dataset.check_data_root(self.data_root)
+        if dataset.generated:
+            check_proxy_data(osp.join(self.out_dir, 'data'), self)
         check_common(self)
         known = [s.name for s in dataset.splits]
         if self.splits is not None and (not self.splits or any(
                 s not in known for s in self.splits)):
             raise ValueError(f'--splits must be some of {known}, got '
                              f'{list(self.splits)}')
+        if self.finetune_only and not self.finetune:
+            raise ValueError('--finetune-only and --no-finetune contradict '
+                             'each other')
         unknown = sorted(set(self.studies) - set(STUDIES))
         if unknown:
             raise ValueError(f'unknown studies {unknown}; choose from '
@@ -125,10 +130,11 @@ def check_common(spec) -> None:
         if getattr(spec, name) < 1:
             raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
                              f'got {getattr(spec, name)}')
-    for name in ('iters', 'limit'):
-        value = getattr(spec, name)
-        if value is not None and value < 1:
-            raise ValueError(f'--{name} must be >= 1, got {value}')
+    if spec.iters is not None and spec.iters < 1:
+        raise ValueError(f'--iters must be >= 1, got {spec.iters}')
+    if spec.limit is not None and spec.limit < 2:
+        raise ValueError(f'--limit must be >= 2 (the noise of a drop needs '
+                         f'two halves of the images), got {spec.limit}')
     if spec.device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f'--device {spec.device}: CUDA is not available '
                          'here')
@@ -143,11 +149,47 @@ def prepare_data(spec: BenchmarkSpec, dataset: AccuracyDataset,
     from .scenes import make_proxy_ade20k
 
     root = osp.join(spec.out_dir, 'data')
+    check_proxy_data(root, spec)
     log(f'generating the proxy dataset in {root} ({spec.num_train} train, '
         f'{spec.num_val} val at {spec.size} and {2 * spec.size}) ...')
     make_proxy_ade20k(root, spec.num_train, spec.num_val, spec.size,
                       spec.seed)
+    with open(osp.join(root, PROXY_STAMP), 'w') as f:
+        json.dump(_proxy_settings(spec), f)
     return root
+
+
+# What the generated proxy data was made with (in its folder).
+PROXY_STAMP = 'ailurus_proxy.json'
+
+
+def _proxy_settings(spec: 'BenchmarkSpec') -> Dict[str, int]:
+    return dict(num_train=spec.num_train, num_val=spec.num_val,
+                size=spec.size, seed=spec.seed)
+
+
+def check_proxy_data(root: str, spec: 'BenchmarkSpec') -> None:
+    """Raise ``ValueError`` if ``root`` holds proxy data made with other
+    settings (the generator keeps existing files, so a run would mix them
+    while its summary records its own)."""
+    stamp = osp.join(root, PROXY_STAMP)
+    if osp.isfile(stamp):
+        with open(stamp) as f:
+            made = json.load(f)
+        wanted = _proxy_settings(spec)
+        differ = {k: (made.get(k), v) for k, v in wanted.items()
+                  if made.get(k) != v}
+        if differ:
+            raise ValueError(
+                f'{root} holds proxy data made with ' + ', '.join(
+                    f'--{k.replace("_", "-")} {a}' for k, (a, _) in
+                    differ.items()) + ', not ' + ', '.join(
+                    f'{b}' for _, (_, b) in differ.items()) +
+                ': use another --out-dir, or the same settings')
+    elif osp.isdir(osp.join(root, 'images')):
+        raise ValueError(f'{root} holds proxy data of unknown settings (no '
+                         f'{PROXY_STAMP}): use another --out-dir or remove '
+                         'it')
 
 
 def layer_settings(keeps: Sequence[float], num_layers: int = 12,

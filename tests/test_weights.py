@@ -458,3 +458,25 @@ def test_unknown_source_name_is_refused():
 
     with pytest.raises(ValueError, match="source must be one of .*'deit'"):
         convert_state_dict(timm_state_dict(), source='deit')
+
+
+def test_the_converter_never_overwrites_its_source_or_a_result(
+        tmp_path, capsys):
+    """The conversion is lossy (head dropped, patch bias folded): ``x.pth
+    x.pth`` is refused before reading, and an existing output needs
+    --overwrite."""
+    from ailurus_mm.weights import convert_checkpoint, convert_main
+
+    src = str(tmp_path / 'vit.pth')
+    torch.save(ViT(eps=1e-6).state_dict(), src)
+    before = open(src, 'rb').read()
+    with pytest.raises(SystemExit):
+        convert_main([src, src])
+    assert 'is the source checkpoint' in capsys.readouterr().err
+    assert open(src, 'rb').read() == before
+    dst = str(tmp_path / 'out' / 'vit_mmseg.pth')
+    convert_checkpoint(src, dst)
+    with pytest.raises(ValueError, match=r'exists; remove it, write '
+                       r'elsewhere or pass --overwrite'):
+        convert_checkpoint(src, dst)
+    convert_main([src, dst, '--overwrite'])
