@@ -186,3 +186,31 @@ def make_camvid(root: str,
                 osp.join(root, 'annotations', split, name + '.png'), image,
                 label)
     return root
+
+
+def make_stanford_bg(root: str,
+                     num_train: int = 4,
+                     num_val: int = 2,
+                     size: Tuple[int, int] = (48, 64)) -> str:
+    """Stanford Background's layout as
+    :class:`~ailurus_mm.datasets.StanfordBackgroundDataset` reads it:
+    ``images/{train,val}/*.jpg`` and ``annotations/{train,val}/*.png`` with
+    the 8 classes as 0-7 and unknown as 255 (a patch in a corner). Every
+    third image is portrait (``size`` transposed), as a few of the real
+    ones are; names are 7 digits, as theirs.
+
+    Returns:
+        ``root``.
+    """
+    for split, count, offset in (('train', num_train, 6000),
+                                 ('val', num_val, 7000)):
+        for i in range(count):
+            shape = size[::-1] if i % 3 == 2 else size
+            image, label = synthetic_scene(*shape, 8, seed=offset + i)
+            label[:4, :4] = 255
+            name = f'{offset + 7 * i:07d}'
+            _write_pair(
+                osp.join(root, 'images', split, name + '.jpg'),
+                osp.join(root, 'annotations', split, name + '.png'), image,
+                label)
+    return root

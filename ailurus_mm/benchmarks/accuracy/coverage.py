@@ -114,7 +114,6 @@ def register() -> None:
     for name, change in VARIANTS.items():
         if name not in REDUCERS:
             register_reducer(name, knobs=('k', 'spatial_weight'),
-                             any_tokens=False,
                              description=f'dpc_cover, {change}')(
                 functools.partial(variant, **change))
 

@@ -13,6 +13,7 @@ from typing import Dict, List, Optional, Tuple
 
 from mmengine.config import Config
 
+from ailurus_mm.datasets.check import check_tree, dataset_classes
 from ailurus_mm.zoo import load_config
 
 
@@ -84,8 +85,11 @@ class AccuracyDataset:
         return cfg
 
     def check_data_root(self, data_root: str) -> None:
-        """Raise ``FileNotFoundError`` naming what is missing (before any
-        long pass)."""
+        """Raise ``FileNotFoundError`` naming what is missing, or
+        :class:`~ailurus_mm.datasets.check.DatasetTreeError` naming every
+        unreadable or inconsistent file (every image and label is read:
+        seconds), before any long pass. A validation split needs two images
+        at least (the noise compares two halves)."""
         folders = [osp.join(kind, folder) for folder in {
             self.train_folder, *(s.folder for s in self.splits)}
             for kind in ('images', 'annotations')]
@@ -96,6 +100,9 @@ class AccuracyDataset:
             raise FileNotFoundError(
                 f'{data_root} is not a {self.name} tree in mmseg\'s layout: '
                 f'missing {", ".join(missing)}. {hint}'.strip())
+        check_tree(data_root, [self.train_folder] + [
+            s.folder for s in self.splits], dataset_classes()[self.name],
+            min_images={s.folder: 2 for s in self.splits})
 
 
 CAMVID_HINT = (
