@@ -1,6 +1,8 @@
 """A grid run in parts, merged into one report (benchmarks/accuracy/merge):
 later rows replace earlier ones of the same setting, parts of different
 models are refused, and the merged files are the report's."""
+import re
+
 import pytest
 
 from ailurus_mm.benchmarks.accuracy import merge, report
@@ -86,3 +88,76 @@ def test_prop_attn_off_is_drawn_only_where_it_swaps_places_beyond_noise():
         r.noise = 0.0
     close[2].miou = 35.95
     assert not report.off_changes_ranking(close, 'ailurus')
+
+
+# -- what the merge tool reads: its own output, nothing it cannot trust ------
+def _written(tmp_path, rows, name='part.csv'):
+    path = str(tmp_path / name)
+    report.write_csv(rows, path)
+    return path
+
+
+def test_it_reads_its_own_nan_cells(tmp_path):
+    row = _row('1x', 'dpc_cover', 0.5, 39.0)
+    row.class_iou = {'pole': float('nan')}
+    rows = report.read_csv(_written(tmp_path, [_row('1x', 'vanilla'), row]))
+    assert rows[1].class_iou['pole'] != rows[1].class_iou['pole']  # nan
+
+
+@pytest.mark.parametrize('edit, match', [
+    (lambda text: '', r'is empty: not an accuracy report'),
+    (lambda text: text.splitlines()[0] + '\n', r'has a header but no rows'),
+    (lambda text: text.rstrip()[:-30], r'line 3: \d+ cells do not match '
+     r'the header \(a truncated file\?\)'),
+    (lambda text: text.replace(',39.0,', ',abc,', 1),
+     r"line 3: miou='abc' is not a number"),
+    (lambda text: text.replace(',0.5,', ',7.5,'),
+     r'line 3: num_clusters as a fraction must be in \(0, 1\], got 7.5'),
+    (lambda text: text.replace('\n1x,690,dpc_cover', '\n3x,690,dpc_cover'),
+     r"line 3: split '3x' is not one of the dataset's \['1x', '2x'\]"),
+    (lambda text: text.replace(',True,', ',maybe,', 1),
+     r"line 3: prop_attn='maybe' is not True, False or empty"),
+    (lambda text: 'a,b\n1,2\n', r"lacks the columns \['split'"),
+])
+def test_malformed_parts_are_refused_naming_the_line(tmp_path, capsys,
+                                                     edit, match):
+    path = _written(tmp_path, [_row('1x', 'vanilla'),
+                               _row('1x', 'dpc_cover', 0.5, 39.0)])
+    with open(path) as f:
+        text = f.read()
+    with open(path, 'w') as f:
+        f.write(edit(text))
+    with pytest.raises(SystemExit) as exit_info:
+        merge.main(['--dataset', 'camvid', '--out-dir',
+                    str(tmp_path / 'out'), path])
+    assert exit_info.value.code == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / 'out').exists()
+
+
+def test_parts_of_different_checkpoints_are_refused_on_any_split(tmp_path,
+                                                                 capsys):
+    """The vanilla rows cannot tell models apart when the parts cover
+    different splits: the rows name their checkpoint."""
+    a = [_row('1x', 'vanilla'), _row('1x', 'grid', 0.5, 39.0)]
+    b = [_row('2x', 'vanilla'), _row('2x', 'grid', 0.5, 39.0)]
+    for row in a:
+        row.model = 'aaaa'
+    for row in b:
+        row.model = 'bbbb'
+    with pytest.raises(SystemExit):
+        merge.main(['--out-dir', str(tmp_path / 'out'),
+                    _written(tmp_path, a, 'a.csv'),
+                    _written(tmp_path, b, 'b.csv')])
+    assert 'evaluated the checkpoint bbbb, part 0 another (aaaa)' in \
+        capsys.readouterr().err
+
+
+def test_summaries_are_strict_json():
+    import json
+
+    from ailurus_mm.benchmarks.paths import strict_json
+
+    text = json.dumps(strict_json({'a': [float('nan'), 1.0],
+                                   'b': float('inf')}), allow_nan=False)
+    assert json.loads(text) == {'a': [None, 1.0], 'b': None}

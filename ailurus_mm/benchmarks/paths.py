@@ -6,9 +6,12 @@ Every tool calls these before it reads data or builds a model, so a bad
 path costs seconds, not a finished run.
 """
 import errno
+import hashlib
+import json
+import math
 import os
 import os.path as osp
-from typing import Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 
 class OutputPathError(ValueError):
@@ -80,6 +83,33 @@ def refuse_results(out_dir: str, names: Iterable[str],
             f'{flag} {out_dir} already holds the results of an earlier run '
             f'({", ".join(found)}), which this run would replace: choose '
             'another folder, move them, or pass --overwrite')
+
+
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, inf) as ``None``:
+    strict JSON, which ``json.dump`` does not write by default."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def write_json(data: Any, path: str) -> None:
+    """Write ``data`` as strict JSON (no NaN), indented."""
+    with open(path, 'w') as f:
+        json.dump(strict_json(data), f, indent=2, allow_nan=False)
+
+
+def file_id(path: str) -> str:
+    """A file's identity: the first 16 hex digits of its sha256."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''):
+            digest.update(block)
+    return digest.hexdigest()[:16]
 
 
 class RunLock:

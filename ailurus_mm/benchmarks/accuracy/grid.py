@@ -78,6 +78,8 @@ class Row:
             ``cluster_layer`` settings).
         class_iou: IoU (%) of the dataset's focus classes.
         knobs: Every knob of the model (``{}`` for the vanilla model).
+        model: The evaluated checkpoint's identity (the first 16 hex
+            digits of its sha256; empty in reports older than it).
     """
     split: str
     tokens: int
@@ -96,6 +98,7 @@ class Row:
     drop_b: float = 0.0
     noise: float = 0.0
     class_drop: Dict[str, float] = dataclasses.field(default_factory=dict)
+    model: str = ''
 
     @property
     def is_vanilla(self) -> bool:

@@ -10,9 +10,11 @@ import argparse
 import os
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from ..paths import prepare_dir
 from . import report
-from .data import find_dataset
+from .data import DATASETS, find_dataset
 from .grid import Row
+from .run import write_report
 
 
 def _key(row: Row) -> Tuple:
@@ -25,13 +27,23 @@ def merge_rows(parts: Sequence[Sequence[Row]]) -> List[Row]:
     replacing an earlier one with the same split, name and knobs.
 
     Raises:
-        ValueError: Parts whose vanilla rows differ on a split (they come
-            from different models or data, and their drops do not compare).
+        ValueError: Parts of different models (their rows name different
+            checkpoints, or their vanilla rows differ on a split: their
+            drops do not compare). Rows of reports older than the model
+            column name none and are checked by the vanilla rows only.
     """
     merged: Dict[Tuple, Row] = {}
     vanilla: Dict[str, float] = {}
+    models: Dict[str, int] = {}
     for index, rows in enumerate(parts):
         for row in rows:
+            if row.model:
+                models.setdefault(row.model, index)
+                if len(models) > 1:
+                    raise ValueError(
+                        f'part {index} evaluated the checkpoint {row.model}, '
+                        f'part {min(models.values())} another '
+                        f'({next(iter(models))}): not the same model')
             if row.is_vanilla:
                 seen = vanilla.setdefault(row.split, row.miou)
                 if abs(seen - row.miou) > 1e-3:
@@ -48,20 +60,23 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('csvs', nargs='+', help='accuracy.csv files, '
                         'later ones replacing earlier rows')
     parser.add_argument('--dataset', default='camvid',
-                        choices=('proxy', 'camvid'))
+                        choices=tuple(DATASETS))
     parser.add_argument('--out-dir', required=True)
     args = parser.parse_args(argv)
     missing = [p for p in args.csvs if not os.path.isfile(p)]
     if missing:
         parser.error(f'no such file: {", ".join(missing)}')
-    from .run import write_report
-
+    dataset = find_dataset(args.dataset)
+    splits = [s.name for s in dataset.splits]
     try:
-        rows = merge_rows([report.read_csv(p) for p in args.csvs])
+        rows = merge_rows([report.read_csv(p, splits) for p in args.csvs])
+        if not any(r.is_vanilla for r in rows):
+            raise ValueError('no part has a vanilla row: drops cannot be '
+                             'reported')
+        prepare_dir(args.out_dir)
     except ValueError as error:
         parser.error(str(error))
-    os.makedirs(args.out_dir, exist_ok=True)
-    text = write_report(rows, find_dataset(args.dataset), args.out_dir)
+    text = write_report(rows, dataset, args.out_dir)
     print(text)
     return text
 

@@ -1,9 +1,10 @@
 """The accuracy grid's report: CSV (every knob of every row), markdown
 tables and one plot (mIoU against the tokens kept)."""
+import ast
 import csv
-from typing import Any, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
-from ailurus_mm.ops import ClusterConfig
+from ailurus_mm.ops import REDUCERS, ClusterConfig
 from ..presets import current_name
 from .grid import Row
 
@@ -23,7 +24,7 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
     for the vanilla model), and ``iou.<class>`` / ``drop.<class>`` of the
     focus classes."""
     classes = list(dict.fromkeys(c for r in rows for c in r.class_iou))
-    fields = list(BASE_FIELDS) + list(KNOB_FIELDS) + \
+    fields = list(BASE_FIELDS) + list(KNOB_FIELDS) + ['model'] + \
         [f'iou.{c}' for c in classes] + [f'drop.{c}' for c in classes]
     with open(path, 'w', newline='') as f:
         writer = csv.DictWriter(f, fieldnames=fields)
@@ -31,6 +32,7 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
         for row in rows:
             record = {k: _cell(getattr(row, k)) for k in BASE_FIELDS}
             record.update({k: row.knobs.get(k, '') for k in KNOB_FIELDS})
+            record['model'] = row.model
             record.update({f'iou.{c}': _cell(v)
                            for c, v in row.class_iou.items()})
             record.update({f'drop.{c}': _cell(v)
@@ -39,43 +41,114 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
 
 
 def parse_cell(value: str) -> Any:
-    """A CSV cell as its value: ``None`` if empty, a number, bool or
-    tuple, else the string (e.g. a reducer name)."""
-    import ast
+    """A CSV cell as its value: ``None`` if empty, a number (``nan`` and
+    ``inf`` included), bool or tuple, else the string (e.g. a reducer
+    name)."""
     if value == '':
         return None
+    if value.lower() in ('nan', '-nan', 'inf', '-inf'):
+        return float(value)
     try:
         return ast.literal_eval(value)
     except (ValueError, SyntaxError):
         return value
 
 
-def read_csv(path: str) -> List[Row]:
-    """The rows of :func:`write_csv`."""
-    rows = []
-    with open(path) as f:
-        for record in csv.DictReader(f):
-            values = {k: parse_cell(record[k]) for k in BASE_FIELDS}
-            values['setting'] = current_name(record['setting'])
-            values['split'] = record['split']
-            # Every knob column, retired ones of earlier reports included
-            # (prop_attn is a base column).
-            knobs = {k: parse_cell(v) for k, v in record.items()
-                     if k not in BASE_FIELDS and '.' not in k}
-            knobs['prop_attn'] = values['prop_attn']
-            if values['setting'] == 'vanilla':
-                knobs = {}
-            row = Row(**{k: values[k] for k in (
-                'split', 'tokens', 'setting', 'prop_attn', 'keep',
-                'kept_tokens', 'layer_fraction', 'miou', 'miou_a',
-                'miou_b')}, knobs=knobs)
-            row.drop, row.drop_a, row.drop_b, row.noise = (
-                values[k] for k in ('drop', 'drop_a', 'drop_b', 'noise'))
-            row.class_iou = {k[4:]: float(v) for k, v in record.items()
-                             if k.startswith('iou.') and v != ''}
-            row.class_drop = {k[5:]: float(v) for k, v in record.items()
-                              if k.startswith('drop.') and v != ''}
-            rows.append(row)
+class ReportReadError(ValueError):
+    """A CSV that is not a report this module wrote; names the file, the
+    line and what is wrong."""
+
+
+NUMBERS = ('tokens', 'keep', 'kept_tokens', 'layer_fraction', 'miou',
+           'miou_a', 'miou_b', 'drop', 'drop_a', 'drop_b', 'noise')
+
+
+def _number(path: str, line: int, name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ReportReadError(f'{path}, line {line}: {name}={value!r} is '
+                              'not a number')
+    return value
+
+
+def _row_of(path: str, line: int, record: Dict[str, str],
+            splits: Optional[Sequence[str]]) -> Row:
+    if None in record or None in record.values():
+        raise ReportReadError(f'{path}, line {line}: {len(record)} cells '
+                              'do not match the header (a truncated file?)')
+    values = {k: parse_cell(record[k]) for k in BASE_FIELDS}
+    for name in NUMBERS:
+        _number(path, line, name, values[name])
+    setting = current_name(record['setting'])
+    if not setting:
+        raise ReportReadError(f'{path}, line {line}: no setting')
+    split = record['split']
+    if splits is not None and split not in splits:
+        raise ReportReadError(f'{path}, line {line}: split {split!r} is '
+                              f'not one of the dataset\'s {list(splits)}')
+    if values['prop_attn'] not in (None, True, False):
+        raise ReportReadError(f'{path}, line {line}: prop_attn='
+                              f'{values["prop_attn"]!r} is not True, False '
+                              'or empty')
+    # Every knob column, retired ones of earlier reports included
+    # (prop_attn is a base column).
+    knobs = {k: parse_cell(v) for k, v in record.items()
+             if k not in BASE_FIELDS and '.' not in k and k != 'model'}
+    if setting == 'vanilla':
+        knobs = {}
+    else:
+        knobs['prop_attn'] = values['prop_attn']
+        current = {k: v for k, v in knobs.items()
+                   if k in ClusterConfig.names() and v is not None}
+        if current.get('reducer') in REDUCERS or 'reducer' not in current:
+            try:
+                ClusterConfig(**current)
+            except (TypeError, ValueError) as error:
+                raise ReportReadError(f'{path}, line {line}: {error}') \
+                    from error
+    row = Row(split=split, tokens=int(values['tokens']), setting=setting,
+              prop_attn=values['prop_attn'], keep=values['keep'],
+              kept_tokens=values['kept_tokens'],
+              layer_fraction=values['layer_fraction'], miou=values['miou'],
+              miou_a=values['miou_a'], miou_b=values['miou_b'], knobs=knobs,
+              model=record.get('model') or '')
+    row.drop, row.drop_a, row.drop_b, row.noise = (
+        values[k] for k in ('drop', 'drop_a', 'drop_b', 'noise'))
+    for prefix, target in (('iou.', row.class_iou),
+                           ('drop.', row.class_drop)):
+        for key, value in record.items():
+            if key.startswith(prefix) and value != '':
+                target[key[len(prefix):]] = float(_number(
+                    path, line, key, parse_cell(value)))
+    return row
+
+
+def read_csv(path: str, splits: Optional[Sequence[str]] = None
+             ) -> List[Row]:
+    """The rows of :func:`write_csv`, every cell checked.
+
+    Args:
+        path: The CSV.
+        splits: The split names allowed (default: any).
+
+    Raises:
+        ReportReadError: The file is empty, has no header or rows, lacks a
+            column, or a cell is invalid (a number that is not one, a knob
+            value ``ClusterConfig`` refuses, a split the dataset does not
+            have, a line cut short), naming the line.
+    """
+    with open(path, newline='') as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames
+        if not header:
+            raise ReportReadError(f'{path} is empty: not an accuracy report')
+        missing = [k for k in BASE_FIELDS if k not in header]
+        if missing:
+            raise ReportReadError(f'{path} lacks the columns {missing}: not '
+                                  'an accuracy report')
+        rows = [_row_of(path, reader.line_num, record, splits)
+                for record in reader]
+    if not rows:
+        raise ReportReadError(f'{path} has a header but no rows')
     return rows
 
 

@@ -19,6 +19,7 @@ import torch
 
 from ailurus_mm.ops import ClusterConfig
 from ..models import build_with_weights, export_fp16, load_weights
+from ..paths import file_id, write_json
 from ..presets import Preset, default_preset, find_presets
 from . import coverage, report
 from .boundary import anchor_boundary_share
@@ -294,6 +295,9 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
                 splits=_splits(spec, dataset), jobs=spec.jobs,
                 device=spec.device, limit=spec.limit, threads=spec.threads,
                 log=log)
+        model = file_id(checkpoint)
+        for row in rows:
+            row.model = model
         summary['table'] = write_report(rows, dataset, spec.out_dir)
         summary['vanilla'] = {r.split: dict(miou=r.miou,
                                             class_iou=r.class_iou)
@@ -317,8 +321,7 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
         summary['finetune'] = study
         summary['finetune_table'] = finetune_table(
             study, [s.name for s in _splits(spec, dataset)], dataset.label)
-    with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+    write_json(summary, osp.join(spec.out_dir, 'summary.json'))
     return summary
 
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
+from ..paths import strict_json
 from ..accuracy.finetune import Recipe
 from ..accuracy.grid import VANILLA_SETTING, Setting, grid_settings
 from ..accuracy.run import check_common, layer_settings
@@ -251,7 +252,7 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
         summary = dict(label=report.LABEL, checkpoint=checkpoint,
                        finetune=study, finetune_table=finetune_table(study))
         with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
-            json.dump(summary, f, indent=2)
+            json.dump(strict_json(summary), f, indent=2, allow_nan=False)
         return summary
     rows = evaluate_detection(cfg, data_root, checkpoint, grid(spec),
                               splits=splits, jobs=spec.jobs,
@@ -286,7 +287,7 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
         summary['finetune'] = study
         summary['finetune_table'] = finetune_table(study)
     with open(osp.join(spec.out_dir, 'summary.json'), 'w') as f:
-        json.dump(summary, f, indent=2)
+        json.dump(strict_json(summary), f, indent=2, allow_nan=False)
     return summary
 
 

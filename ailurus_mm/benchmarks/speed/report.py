@@ -5,6 +5,7 @@ from typing import List
 
 import dataclasses
 
+from ..paths import strict_json
 from .run import DET_STAGES, SEG_STAGES, BenchmarkReport
 from .measure import describe_tokens
 
@@ -15,7 +16,8 @@ STAGE_HEADERS = dict(backbone='backbone', recover='recover',
 
 def write_json(report: BenchmarkReport, path: str) -> None:
     with open(path, 'w') as f:
-        json.dump(dataclasses.asdict(report), f, indent=2)
+        json.dump(strict_json(dataclasses.asdict(report)), f, indent=2,
+                  allow_nan=False)
 
 
 def _settings_lines(report: BenchmarkReport) -> List[str]:
