@@ -107,3 +107,49 @@ def test_killing_the_benchmark_ends_its_processes(tmp_path):
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+@pytest.mark.skipif(not sys.platform.startswith('linux'),
+                    reason='PR_SET_PDEATHSIG is Linux only')
+def test_a_worker_whose_parent_died_during_its_start_exits(tmp_path):
+    """The parent is killed right after it spawns the worker, before the
+    worker can ask for PR_SET_PDEATHSIG: the worker sees it and exits
+    instead of running its chunk under PID 1."""
+    pids, pid_file = str(tmp_path / 'pids'), str(tmp_path / 'pid')
+    script = (
+        'import os, signal, sys; sys.path.insert(0, {here!r})\n'
+        'from ailurus_mm.benchmarks import parallel\n'
+        'import test_parallel as t\n'
+        'class Killed(parallel.ProcessPoolExecutor):\n'
+        '    def submit(self, *args, **kwargs):\n'
+        '        future = super().submit(*args, **kwargs)\n'
+        '        with open({pids!r}, "w") as f:\n'
+        '            f.write(" ".join(map(str, self._processes)))\n'
+        '        os.kill(os.getpid(), signal.SIGKILL)\n'
+        'parallel.ProcessPoolExecutor = Killed\n'
+        'parallel.spread([("sleep", {pid!r})], 1, t._work, t._sleep_or_fail)\n'
+    ).format(here=HERE, pids=pids, pid=pid_file)
+    parent = subprocess.Popen([sys.executable, '-c', script],
+                              env=dict(os.environ, PYTHONWARNINGS='ignore'))
+    parent.wait(60)
+    workers = [int(p) for p in open(pids).read().split()]
+    assert workers
+    for worker in workers:
+        assert _wait_gone(worker, 60), f'worker {worker} outlived its parent'
+    assert not osp.exists(pid_file)  # its chunk never ran
+
+
+def test_the_tools_import_the_mm_stack_only_when_run():
+    """A spawned worker imports the tool as its main module: that must not
+    load torch or mmengine before the worker asks to die with its
+    parent."""
+    for tool in ('accuracy_benchmark', 'benchmark', 'sweep', 'visualize',
+                 'demo'):
+        path = osp.join(osp.dirname(HERE), 'tools', tool + '.py')
+        code = ('import runpy, sys\n'
+                f"runpy.run_path({path!r}, run_name='__mp_main__')\n"
+                "print(sorted(m for m in ('torch', 'mmengine', 'mmseg') "
+                'if m in sys.modules))\n')
+        out = subprocess.run([sys.executable, '-c', code],
+                             capture_output=True, text=True, timeout=120)
+        assert out.stdout.strip() == '[]', (tool, out.stdout, out.stderr)

@@ -5,9 +5,15 @@ The grid's processes end with the parent: on Linux each asks the kernel
 for SIGTERM when its parent dies (``PR_SET_PDEATHSIG``, so a killed
 benchmark leaves no workers busy), and an error or Ctrl-C in the parent
 stops them instead of waiting for their chunks.
+
+The request is the first thing a worker does: this module imports nothing
+heavy, the entry scripts (``tools/*.py``) import the mm stack only under
+``if __name__ == '__main__'`` (a spawned worker imports them as its main
+module), and a worker whose parent died before the request exits at once.
 """
 import ctypes
 import multiprocessing
+import os
 import signal
 import sys
 from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
@@ -19,9 +25,10 @@ Row = TypeVar('Row')
 _PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
+def die_with_parent(parent: int) -> None:
     """Ask the kernel to end this process when its parent dies (Linux; a
-    no-op elsewhere, where the parent's ``finally`` still stops it)."""
+    no-op elsewhere, where the parent's ``finally`` still stops it); exit
+    now if ``parent`` is no longer it (it died before the request)."""
     if not sys.platform.startswith('linux'):
         return
     try:
@@ -29,6 +36,8 @@ def die_with_parent() -> None:
     except OSError:  # pragma: no cover - no libc to ask
         return
     libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() != parent:
+        os._exit(1)
 
 
 def spread(items: Sequence[Item], jobs: int,
@@ -48,7 +57,7 @@ def spread(items: Sequence[Item], jobs: int,
     arguments = [work(chunk) for chunk in chunks if chunk]
     pool = ProcessPoolExecutor(
         len(arguments), mp_context=multiprocessing.get_context('spawn'),
-        initializer=die_with_parent)
+        initializer=die_with_parent, initargs=(os.getpid(), ))
     try:
         futures = [pool.submit(run, argument) for argument in arguments]
         done, _ = wait(futures, return_when=FIRST_EXCEPTION)
