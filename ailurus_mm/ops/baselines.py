@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .density import stable_order
+
 
 def grid_layout(hw_shape: Tuple[int, int],
                 num_clusters: int) -> Tuple[int, Tensor]:
@@ -211,7 +213,7 @@ def bipartite_clusters(x: Tensor,
     metric = F.normalize(x.float(), dim=-1)
     similarity = metric[:, src] @ metric[:, dst].transpose(1, 2)
     best, best_dst = similarity.max(dim=-1)  # first maximum on ties
-    order = torch.sort(best, dim=-1, descending=True, stable=True).indices
+    order = stable_order(best, descending=True)
     merged_src = order[:, :num_merged]  # positions in src
     target = torch.full((batch, num_tokens), -1, dtype=torch.long,
                         device=device)  # token each token is merged into
@@ -238,7 +240,9 @@ def random_anchors(num_tokens: int,
     """
     generator = torch.Generator().manual_seed(seed)
     anchors = torch.randperm(num_tokens, generator=generator)[:num_clusters]
-    return anchors.sort().values.to(device)
+    # As a plain list: a constant of a traced graph (ONNX export), the
+    # same values.
+    return torch.tensor(sorted(anchors.tolist()), device=device)
 
 
 def farthest_point_anchors(dist: Tensor, rho: Tensor,

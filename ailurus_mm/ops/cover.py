@@ -30,11 +30,13 @@ spatially nearer anchor (then a fixed offset order) in step 2. Not
 differentiable (selection only).
 """
 import math
-from typing import List, NamedTuple, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from .density import stable_order
 
 
 def cluster_spacing(num_tokens: int, num_anchors: int) -> float:
@@ -53,11 +55,26 @@ def token_priority(score: Tensor) -> Tensor:
         Float ``[B, N]`` (integers, exact up to ``N = 2^24``).
     """
     num_tokens = score.shape[-1]
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    order = stable_order(score, descending=True)
     ranks = torch.arange(num_tokens, 0, -1, device=score.device,
                          dtype=torch.float32)
     return torch.empty_like(ranks.expand_as(order)).scatter_(
         -1, order, ranks.expand_as(order))
+
+
+# While exporting to ONNX (a static graph, no data-dependent loop): at most
+# EXPORT_ROUNDS suppression rounds (tokens still undecided then are not
+# taken; real images need at most 8, docs/usage.md), and the assignment
+# window is the reach plus EXPORT_MARGIN cells for every image instead of
+# being widened per image (real images need at most 3 more). Anywhere
+# else the results are exact.
+EXPORT_ROUNDS = 16
+EXPORT_MARGIN = 4
+
+
+def exporting() -> bool:
+    """Whether the model is being exported to ONNX."""
+    return torch.onnx.is_in_onnx_export()
 
 
 # The most disks :func:`cover_anchors` tries per call (spread over the
@@ -133,12 +150,16 @@ def suppress(priority: Tensor, hw_shape: Tuple[int, int],
         -1, len(radii2), -1, -1)
     taken = torch.zeros_like(priority, dtype=torch.bool)
     undecided = ~taken
+    rounds = 0
     while True:
         candidates = priority.masked_fill(~undecided, 0.0)
         new = undecided & (candidates == _disk_max(candidates, half, masks))
-        taken |= new
-        undecided &= ~(_disk_max(new.float(), half, masks) > 0)
-        if not bool(undecided.any()):
+        taken = taken | new
+        undecided = undecided & ~(_disk_max(new.float(), half, masks) > 0)
+        rounds += 1
+        done = rounds == EXPORT_ROUNDS if exporting() else \
+            not bool(undecided.any())
+        if done:
             return taken.view(batch, len(radii2), num_tokens)
 
 
@@ -218,6 +239,13 @@ def covering_radii(anchors: Tensor, hw_shape: Tuple[int, int],
                         device=anchors.device)
     marks.scatter_(1, anchors, torch.ones_like(anchors, dtype=torch.bool))
     marks = marks.view(batch, 1, height, width)
+    if exporting():  # a fixed number of steps, at most EXPORT_MARGIN more
+        radii = torch.full((batch, ), minimum + EXPORT_MARGIN,
+                           dtype=torch.long, device=anchors.device)
+        for radius in range(minimum + EXPORT_MARGIN - 1, minimum - 1, -1):
+            covered = _dilate(marks, radius).flatten(1).all(dim=1)
+            radii = torch.where(covered, radius, radii)
+        return radii
     radii = torch.full((batch, ), minimum, dtype=torch.long,
                        device=anchors.device)
     radius = minimum
@@ -236,12 +264,17 @@ def tile_side(reach: int) -> int:
     return max(4, 2 * reach)
 
 
+def _tile_count(length, side: int):
+    """``ceil(length / side)`` (``length`` may be a traced size)."""
+    return (length + side - 1) // side
+
+
 def _tiles(values: Tensor, hw_shape: Tuple[int, int], side: int) -> Tensor:
     """``[B, N, ...]`` on the row-major grid to ``[B, T, side^2, ...]``
     tiles (the grid padded with zeros to whole tiles)."""
     batch, _, *rest = values.shape
     height, width = hw_shape
-    rows, cols = -(-height // side), -(-width // side)
+    rows, cols = _tile_count(height, side), _tile_count(width, side)
     grid = values.reshape(batch, height, width, -1)
     grid = F.pad(grid, (0, 0, 0, cols * side - width, 0,
                         rows * side - height))
@@ -254,7 +287,7 @@ def _untile(values: Tensor, hw_shape: Tuple[int, int], side: int) -> Tensor:
     """The inverse of :func:`_tiles` for ``[B, T, side^2]``: ``[B, N]``."""
     batch = values.shape[0]
     height, width = hw_shape
-    rows, cols = -(-height // side), -(-width // side)
+    rows, cols = _tile_count(height, side), _tile_count(width, side)
     grid = values.view(batch, rows, cols, side, side).permute(0, 1, 3, 2, 4)
     grid = grid.reshape(batch, rows * side, cols * side)
     return grid[:, :height, :width].reshape(batch, height * width)
@@ -267,12 +300,15 @@ def _tile_candidates(anchors: Tensor, hw_shape: Tuple[int, int], side: int,
     most any tile of the batch has)."""
     batch, num_anchors = anchors.shape
     height, width = hw_shape
-    rows, cols = -(-height // side), -(-width // side)
+    rows, cols = _tile_count(height, side), _tile_count(width, side)
     num_tiles = rows * cols
     span = torch.arange(2 * reach // side + 2, device=anchors.device)
 
     def tiles_along(position: Tensor, count: int) -> Tuple[Tensor, Tensor]:
-        first = torch.div(position - reach, side, rounding_mode='floor')
+        # floor((position - reach) / side) with non-negative operands only
+        # (an exported integer division truncates toward zero)
+        lift = reach // side + 1
+        first = (position - reach + lift * side) // side - lift
         index = first.unsqueeze(-1) + span  # [B, M, S]
         ok = (index >= 0) & (index < count) & \
             (index * side <= position.unsqueeze(-1) + reach)
@@ -287,14 +323,17 @@ def _tile_candidates(anchors: Tensor, hw_shape: Tuple[int, int], side: int,
     cluster = cluster.repeat_interleave(tile.shape[1] // num_anchors).expand(
         batch, -1)
     # Grouped by tile, clusters in increasing order within each.
-    order = torch.sort(tile, dim=1, stable=True).indices
+    order = stable_order(tile, dim=1)
     tile, cluster = tile.gather(1, order), cluster.gather(1, order)
     counts = torch.zeros(batch, num_tiles + 1, dtype=torch.long,
                          device=anchors.device).scatter_add_(
                              1, tile, torch.ones_like(tile))
     slot = torch.arange(tile.shape[1], device=anchors.device) - (
         counts.cumsum(1) - counts).gather(1, tile)
-    width_k = max(1, int(counts[:, :num_tiles].max()))
+    if exporting():  # a static bound: every anchor the region can hold
+        width_k = min(num_anchors, (side + 2 * reach)**2)
+    else:
+        width_k = max(1, int(counts[:, :num_tiles].max()))
     real = tile < num_tiles
     flat = torch.where(real, tile * width_k + slot, num_tiles * width_k)
     table = torch.full((batch, num_tiles * width_k + 1), -1,
@@ -330,7 +369,8 @@ class WindowLayout(NamedTuple):
 
 
 def window_layout(x: Tensor, anchors: Tensor, hw_shape: Tuple[int, int],
-                  radii: Tensor) -> WindowLayout:
+                  radii: Tensor, reach: Optional[int] = None
+                  ) -> WindowLayout:
     """Cut the grid into tiles (:func:`tile_side`) and list, per tile, the
     anchors that can reach its tokens (within Chebyshev ``radii[b]``).
 
@@ -341,10 +381,13 @@ def window_layout(x: Tensor, anchors: Tensor, hw_shape: Tuple[int, int],
         hw_shape: ``(H, W)``.
         radii: Per-image window radius ``[B]`` (long); every token must
             have an anchor within it (:func:`covering_radii`).
+        reach: The largest radius the tiles provide for (default:
+            ``radii.max()``; a static bound while exporting).
     """
     batch = x.shape[0]
     width = hw_shape[1]
-    reach = int(radii.max())
+    if reach is None:
+        reach = int(radii.max())
     side = tile_side(reach)
     table = _tile_candidates(anchors, hw_shape, side, reach)  # [B, T, K]
     tokens = _tiles(x, hw_shape, side)  # [B, T, S, C]
@@ -443,8 +486,10 @@ def cover_clusters(x: Tensor,
     num_tokens, channels = x.shape[1], x.shape[2]
     spacing = cluster_spacing(num_tokens, num_anchors)
     anchors = cover_anchors(score, hw_shape, num_anchors).anchors
-    radii = covering_radii(anchors, hw_shape, max(1, int(reach * spacing)))
-    layout = window_layout(x, anchors, hw_shape, radii)
+    minimum = max(1, int(reach * spacing))
+    radii = covering_radii(anchors, hw_shape, minimum)
+    layout = window_layout(x, anchors, hw_shape, radii,
+                           minimum + EXPORT_MARGIN if exporting() else None)
     centres = x.gather(1, anchors.unsqueeze(-1).expand(-1, -1, channels))
     index = assign_in_windows(layout, centres)
     for _ in range(iterations):

@@ -13,6 +13,26 @@ import torch
 from torch import Tensor
 
 
+def stable_order(values: Tensor, dim: int = -1,
+                 descending: bool = False) -> Tensor:
+    """The indices that sort ``values`` along ``dim``, ties in index order:
+    ``torch.sort(stable=True)``, or, while exporting to ONNX (which has no
+    stable sort), ``TopK`` over the whole dimension, whose ties go to the
+    lower index too: the same order."""
+    if torch.onnx.is_in_onnx_export():
+        return values.topk(values.shape[dim], dim=dim,
+                           largest=descending).indices
+    return torch.sort(values, dim=dim, descending=descending,
+                      stable=True).indices
+
+
+def lower_median(values: Tensor, dim: int = -1) -> Tensor:
+    """``values.median(dim).values`` (the lower of the two middle values
+    for an even count) by a sort, which ONNX exports."""
+    middle = (values.shape[dim] - 1) // 2
+    return values.sort(dim=dim).values.select(dim, middle)
+
+
 def pairwise_feature_distance(x: Tensor,
                               y: Tensor,
                               scale: float = 1.0) -> Tensor:
@@ -54,7 +74,7 @@ def median_distance(dist: Tensor) -> Tensor:
     """
     batch, num_rows, num_cols = dist.shape
     stride = max(1, math.ceil(num_rows * num_cols / MEDIAN_SAMPLE_SIZE))
-    return dist[:, ::stride].reshape(batch, -1).median(dim=1).values
+    return lower_median(dist[:, ::stride].reshape(batch, -1), dim=1)
 
 
 def grid_positions(hw_shape: Tuple[int, int],
@@ -129,7 +149,7 @@ def density_rank(rho: Tensor) -> Tensor:
     Returns:
         Long tensor ``[B, N]``; rank 0 is the global density peak.
     """
-    order = torch.sort(rho, dim=-1, descending=True, stable=True).indices
+    order = stable_order(rho, descending=True)
     rank = torch.empty_like(order)
     positions = torch.arange(rho.shape[-1], device=rho.device)
     rank.scatter_(-1, order, positions.expand_as(order))
@@ -188,7 +208,7 @@ def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:
         merged tokens keep the raster order of their anchors).
     """
     score = rho * delta
-    order = torch.sort(score, dim=-1, descending=True, stable=True).indices
+    order = stable_order(score, descending=True)
     return order[:, :num_clusters].sort(dim=-1).values
 
 

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .density import density_rank, pairwise_feature_distance
+from .density import density_rank, lower_median, pairwise_feature_distance
 
 
 class WindowNeighbours(NamedTuple):
@@ -100,7 +100,7 @@ def sampled_median_distance(x: Tensor, num_shifts: int = 8) -> Tensor:
                      for s in range(1, num_shifts + 1)})
     samples = [(x - x.roll(shift, dims=1)).norm(dim=-1) for shift in shifts]
     samples = torch.cat(samples, dim=1) / math.sqrt(channels)
-    return samples.median(dim=1).values
+    return lower_median(samples, dim=1)
 
 
 def window_neighbours(x: Tensor, hw_shape: Tuple[int, int],
