@@ -134,6 +134,10 @@ def benchmark_parser() -> argparse.ArgumentParser:
     parser.add_argument('--no-flops', action='store_true')
     parser.add_argument('--no-memory', action='store_true')
     parser.add_argument('--out', help='also write the report as JSON here')
+    parser.add_argument(
+        '--runtime', choices=('pytorch', 'onnxruntime'), default='pytorch',
+        help='onnxruntime: export vanilla and AiluRus to ONNX and time them '
+        'in ONNX Runtime beside PyTorch (the deploy extra)')
     _overwrite(parser)
     _common(parser)
     return parser
@@ -163,11 +167,29 @@ def benchmark_main(argv: Optional[List[str]] = None):
     except (ValueError, TypeError, FileNotFoundError) as error:
         parser.error(str(error))
     _threads(parser, args.threads)
+    if args.runtime == 'onnxruntime':
+        return _onnx_benchmark(parser, args, cfg)
     report = run_benchmark(cfg, spec)
     print(format_table(report))
     if args.out:
         write_json(report, args.out)
     return report
+
+
+def _onnx_benchmark(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace, cfg) -> Dict:
+    from .onnx_runtime import format_speed, onnx_speed
+    from .paths import write_json
+    from .speed.inputs import default_shape
+
+    shape = tuple(args.shape) if args.shape else default_shape(cfg)
+    result = onnx_speed(cfg, shape, args.checkpoint,
+                        threads=args.threads or torch.get_num_threads(),
+                        warmup=args.warmup, runs=args.runs)
+    print(format_speed(result))
+    if args.out:
+        write_json(result, args.out)
+    return result
 
 
 # -------------------------------------------------------------------- sweep
