@@ -64,6 +64,7 @@ if __name__ == '__main__':
         ],
         extras_require={
             'det': ['mmdet>=3.3,<3.4'],
+            'deploy': ['onnx>=1.16,<1.18', 'onnxruntime>=1.18,<1.21'],
             'tests': ['pytest', 'pytest-xdist']
         },
         license='Apache-2.0',

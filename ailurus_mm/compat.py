@@ -67,13 +67,14 @@ def runner_checkpoint_globals() -> List:
         HistoryBuffer, np.ndarray, np.dtype,
         (_history_buffer_getattr, 'builtins.getattr')
     ]
-    # numpy moved ``core`` to ``_core`` in 2.0; pickles name either module.
-    for core in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        try:
-            module = __import__(core, fromlist=['_reconstruct', 'scalar'])
-        except ImportError:
-            continue
-        types += [module._reconstruct, module.scalar]
+    # numpy moved ``core`` to ``_core`` in 2.0; pickles name either module,
+    # whichever numpy wrote them, so both names are allowed for the
+    # functions of the installed one.
+    from numpy.core import multiarray
+    for name in ('_reconstruct', 'scalar'):
+        function = getattr(multiarray, name)
+        types += [(function, f'{core}.multiarray.{name}')
+                  for core in ('numpy.core', 'numpy._core')]
     # Concrete dtype classes (numpy >= 1.25), e.g. Float64DType.
     dtypes = getattr(np, 'dtypes', None)
     if dtypes is not None:
