@@ -32,7 +32,7 @@ import os.path as osp
 import runpy
 import sys
 import tempfile
-from typing import List, Optional, Sequence
+from typing import Optional, Sequence
 
 import torch
 from mmengine.config import Config
@@ -196,8 +196,3 @@ def run(tool: str, argv: Optional[Sequence[str]] = None) -> None:
             runpy.run_path(script, run_name='__main__')
         finally:
             sys.argv = saved
-
-
-def main(tool: str, argv: Optional[List[str]] = None) -> None:
-    """Entry of ``tools/train.py`` and ``tools/test.py``."""
-    run(tool, argv)

@@ -288,6 +288,7 @@ def test_nothing_merged_gives_identical_detections(tmp_path, coco_root):
                                      torch.device('cpu'))
     expected = _predict(models['vanilla'], inputs, samples)
     actual = _predict(models['nothing_merged'], inputs, samples)
+    assert len(expected) == len(actual) == 2
     for ref, out in zip(expected, actual):
         ref, out = ref.pred_instances, out.pred_instances
         assert len(ref) == 20

@@ -151,9 +151,11 @@ def test_our_tta_on_a_box_detector_goes_to_mmdet():
     from ailurus_mm.launch import check_request
 
     cfg = Config.fromfile(DET_AILURUS)
+    args = argparse.Namespace(tta=True, out=None, launcher='none')
+    with pytest.raises(Exception, match='predicts instance masks'):
+        check_request('test', cfg, args)  # the same config with masks
     cfg.model.roi_head.mask_head = None
-    check_request('test', cfg, argparse.Namespace(tta=True, out=None,
-                                                  launcher='none'))
+    assert check_request('test', cfg, args) is None  # not refused
 
 
 @pytest.mark.parametrize('no_finetune, cpu_distributed', [

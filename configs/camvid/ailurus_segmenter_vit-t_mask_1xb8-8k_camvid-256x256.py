@@ -15,7 +15,8 @@ custom_imports = dict(
 # (ailurus_mm/engine/hooks.py).
 custom_hooks = [dict(type='ailurus_mm.StrictLoadHook')]
 # The decode head runs on the merged tokens: exactly the same logits as on
-# the recovered grid, at a fraction of the cost (README, "Merged decoding").
+# the recovered grid, at a fraction of the cost (docs/usage.md, "Merged
+# decoding").
 model = dict(
     type='AiluRusEncoderDecoder',
     merged_decode=True,

@@ -1,8 +1,8 @@
 # The accuracy benchmark's model: a vanilla Segmenter ViT-T/16 (mask
 # transformer head), mmseg's own config, trained from scratch on the
-# synthetic proxy dataset (ailurus_mm.testing.scenes: ADE20K layout, 12 of
-# ADE20K's classes, 320x320 training images, validation at 320x320 = 400
-# tokens and at 640x640 = 1600 tokens). Everything it changes is for a
+# synthetic proxy dataset (ailurus_mm.benchmarks.accuracy.scenes: ADE20K
+# layout, 12 of ADE20K's classes, 320x320 training images, validation at
+# 320x320 = 400 tokens and at 640x640 = 1600 tokens). Everything it changes is for a
 # from-scratch CPU run of about 45 minutes on 2 cores. Generated, trained,
 # exported and evaluated by
 #   python tools/accuracy_benchmark.py --out-dir work_dirs/accuracy

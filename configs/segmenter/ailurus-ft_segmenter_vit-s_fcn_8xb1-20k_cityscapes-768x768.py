@@ -22,7 +22,7 @@ model = dict(pretrained=None)
 # Fine-tuning schedule: 20k iterations (a quarter of the vanilla 80k) at a
 # learning rate of 0.3x the vanilla 0.01, poly decay to 1e-6; batch size as
 # in the vanilla config. Set by the accuracy benchmark on the synthetic
-# proxy (README, Accuracy): a tenth of the schedule at a tenth of the
+# proxy (docs/finetuning.md): a tenth of the schedule at a tenth of the
 # learning rate did not close the gap there, this did. A starting point
 # for real data, like the cluster settings.
 optim_wrapper = dict(optimizer=dict(lr=0.003))

@@ -92,8 +92,3 @@ def anchor_boundary_share(model: nn.Module, batches: List[Dict],
     return dict(anchors=kept_on_boundary / max(kept, 1),
                 uniform=tokens_on_boundary / max(tokens, 1),
                 images=len(batches))
-
-
-def share_ratio(shares: Dict[str, float]) -> float:
-    """Anchor share over the uniform share (1: no preference)."""
-    return float(shares['anchors'] / max(shares['uniform'], 1e-9))

@@ -28,7 +28,7 @@ shipped model was trained on its output; a test pins its hash).
 """
 import os
 import os.path as osp
-from typing import (Callable, Dict, List, NamedTuple, Optional, Sequence,
+from typing import (Callable, Dict, NamedTuple, Optional, Sequence,
                     Tuple)
 
 import numpy as np
@@ -363,15 +363,3 @@ def make_proxy_ade20k(root: str,
         for job in jobs:
             _render_and_write(job)
     return {name: name for name in (TRAIN_SPLIT, VAL_SPLIT, VAL_2X_SPLIT)}
-
-
-def class_frequencies(labels: List[np.ndarray]) -> Dict[str, float]:
-    """Share of labelled pixels of every proxy class (for the docs)."""
-    counts = {name: 0 for name in PROXY_CLASSES}
-    total = 0
-    for label in labels:
-        for name in PROXY_CLASSES:
-            n = int((label == ade20k_label(name)).sum())
-            counts[name] += n
-            total += n
-    return {name: n / max(total, 1) for name, n in counts.items()}
