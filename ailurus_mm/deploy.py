@@ -19,12 +19,14 @@ exactly PyTorch's). ``torch.onnx.export`` (the TorchScript exporter, opset
 17) is used: mmdeploy does not install beside the pinned stack from the
 registry, and it is not needed for a segmentor.
 """
+import argparse
 import os
 import os.path as osp
 import warnings
 from typing import Optional, Tuple
 
 import torch
+from mmengine.config import DictAction
 from mmengine.model import is_model_wrapper
 from torch import Tensor, nn
 
@@ -138,9 +140,6 @@ def build_for_export(config: str, checkpoint: str,
 
 def export_main(argv: Optional[list] = None) -> str:
     """``tools/export_onnx.py``."""
-    import argparse
-
-    from mmengine.config import DictAction
 
     parser = argparse.ArgumentParser(
         description='Export an mmseg segmentor (vanilla or AiluRus) to ONNX: '

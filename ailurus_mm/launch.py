@@ -27,6 +27,7 @@ these tools add:
   slow CPU training several-fold after a few dozen iterations).
 """
 import argparse
+import importlib
 import os
 import os.path as osp
 import runpy
@@ -49,7 +50,6 @@ class UsageError(ValueError):
 
 def upstream_tool(library: str, tool: str) -> str:
     """The path of ``<library>/.mim/tools/<tool>.py`` (mmseg or mmdet)."""
-    import importlib
     package = importlib.import_module(library)
     path = osp.join(osp.dirname(package.__file__), '.mim', 'tools',
                     f'{tool}.py')

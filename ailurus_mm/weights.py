@@ -34,6 +34,7 @@ backbone; outputs differ by the tiny amount this makes (set
 ``model.backbone.norm_cfg.eps=1e-5`` for an exact match). timm ViTs use
 ``1e-6`` like mmseg.
 """
+import argparse
 import os
 import os.path as osp
 import re
@@ -385,7 +386,6 @@ def convert_checkpoint(src: str,
 
 def convert_main(argv: Optional[list] = None) -> Dict:
     """``tools/convert_checkpoint.py``."""
-    import argparse
     parser = argparse.ArgumentParser(
         description='Convert official Segmenter checkpoints or timm ViT '
         'weights to mmseg 1.x key names')

@@ -1,6 +1,8 @@
 """Building the models a benchmark compares: in the config's scope, from
 one set of weights, loaded strictly."""
 import copy
+import os
+import os.path as osp
 from typing import Dict, Optional
 
 import torch
@@ -74,8 +76,6 @@ def export_fp16(checkpoint: str, dst: str, classes,
     """Write the model weights of ``checkpoint`` as a clean fp16 state dict
     ``{'state_dict': ..., 'meta': {'dataset_meta': {'classes': ...}}}``:
     no optimizer, message hub or config pickles."""
-    import os
-    import os.path as osp
 
     state_dict = checkpoint_state_dict(read_checkpoint(checkpoint),
                                        checkpoint)

@@ -28,6 +28,7 @@ shipped model was trained on its output; a test pins its hash).
 """
 import os
 import os.path as osp
+from concurrent.futures import ProcessPoolExecutor
 from typing import (Callable, Dict, NamedTuple, Optional, Sequence,
                     Tuple)
 
@@ -356,7 +357,6 @@ def make_proxy_ade20k(root: str,
                 jobs.append((image_path, label_path, offset + i, resolution))
     workers = workers or min(4, os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 8:
-        from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers) as pool:
             list(pool.map(_render_and_write, jobs, chunksize=16))
     else:

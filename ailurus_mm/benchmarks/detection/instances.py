@@ -31,6 +31,7 @@ scenes at ``2 * size`` with the same instances (and annotation ids), and
 import json
 import os
 import os.path as osp
+from concurrent.futures import ProcessPoolExecutor
 from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, \
     Union
 
@@ -341,7 +342,6 @@ def _map(function, jobs: List, workers: Optional[int]) -> List:
     """``[function(job) for job in jobs]``, in ``workers`` processes."""
     workers = workers or min(4, os.cpu_count() or 1)
     if workers > 1 and len(jobs) > 8:
-        from concurrent.futures import ProcessPoolExecutor
         with ProcessPoolExecutor(workers) as pool:
             return list(pool.map(function, jobs, chunksize=16))
     return [function(job) for job in jobs]

@@ -11,23 +11,24 @@ numbers.
 """
 import copy
 import dataclasses
+import glob
 import json
 import os
 import os.path as osp
+import re
 import time
-
-import torch
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import torch
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
-from ..paths import strict_json
 from ..accuracy.finetune import Recipe
 from ..accuracy.grid import VANILLA_SETTING, Setting, grid_settings
 from ..accuracy.run import check_common, layer_settings
 from ..accuracy.train import set_schedule
 from ..models import load_weights
+from ..paths import strict_json
 from ..presets import find_presets
 from . import report
 from .grid import SPLITS, DetEvaluator, DetSplit, evaluate_detection
@@ -178,8 +179,6 @@ def check_tools(cfg, data_root: str, checkpoint: str, setting: Setting,
     the detector (mmdet's own test script through our tool, in this
     process), and ``ailurus_mm.apply`` on the built vanilla detector. Both
     must give the grid's AP."""
-    import glob
-    import re
 
     import ailurus_mm
     from ailurus_mm.convert import to_ailurus_config, to_vanilla_config
