@@ -33,7 +33,7 @@ class ClusterAssignment(NamedTuple):
 def _conditioned(x: Tensor) -> Tensor:
     """``x`` in float32, non-finite values replaced by 0 and every image
     scaled by a power of two so that its largest magnitude is in
-    ``[0.5, 1)``: squared distances can then neither overflow nor
+    ``[0.25, 1)``: squared distances can then neither overflow nor
     underflow, and since the scale is a power of two (exact) and every
     reducer is invariant to a per-image scale, nothing else changes."""
     x = torch.nan_to_num(x.float(), nan=0.0, posinf=0.0, neginf=0.0)
