@@ -284,3 +284,31 @@ def test_recover_detail_restores_each_tokens_own_stream(with_cls_token,
         assert_same_outputs(TokenRecover()(raw), expected, atol=1e-5)
         without = TokenRecover()(plain(images))
     assert not torch.allclose(without[-1], expected[-1], atol=1e-3)
+
+
+@pytest.mark.parametrize('knob, value', [('second_stage', (2, 0.1)),
+                                         ('anchor_threshold', 0.5)])
+def test_a_retired_knob_is_named_with_why(knob, value):
+    from ailurus_mm.models import AiluRusViT
+    from ailurus_mm.ops import ClusterConfig
+
+    with pytest.raises(TypeError, match=rf"knob '{knob}' was retired: "):
+        AiluRusViT(img_size=(32, 32), embed_dims=16, num_layers=3,
+                   num_heads=2, **{knob: value})
+    with pytest.raises(TypeError, match=rf"knob '{knob}' was retired"):
+        ClusterConfig().replace(**{knob: value})
+
+
+def test_the_constructor_knobs_are_cluster_configs_fields():
+    """Explicit, typed keyword-only arguments: the same names, order and
+    defaults as ClusterConfig's fields."""
+    import inspect
+
+    from ailurus_mm.models import AiluRusViT
+    from ailurus_mm.ops import ClusterConfig
+
+    parameters = inspect.signature(AiluRusViT.__init__).parameters
+    knobs = [p for p in parameters.values()
+             if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert [p.name for p in knobs] == list(ClusterConfig.names())
+    assert {p.name: p.default for p in knobs} == ClusterConfig.defaults()

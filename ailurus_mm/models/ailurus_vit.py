@@ -11,7 +11,7 @@ from ailurus_mm.ops import (ClusterAssignment, ClusterConfig,
                             cluster_with_config, merge_tokens,
                             recover_tokens)
 from ailurus_mm.ops.attention import size_bias
-from ailurus_mm.ops.cluster_config import Count
+from ailurus_mm.ops.cluster_config import RETIRED, Count
 from .attention import KeyBiasEncoderLayer, enable_key_bias
 from .outputs import AiluRusOutputs, Feature
 from .token_recover import tokens_to_map
@@ -64,6 +64,7 @@ class AiluRusViT(VisionTransformer):
                  reducer: str = 'dpc_cover',
                  recover_detail: bool = False,
                  **kwargs: Any) -> None:
+        ClusterConfig.check_names([k for k in kwargs if k in RETIRED])
         clustering = ClusterConfig(
             cluster_layer=cluster_layer, num_clusters=num_clusters, k=k,
             spatial_weight=spatial_weight, window=window,
