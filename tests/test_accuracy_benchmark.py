@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from ailurus_mm.benchmarks.accuracy.scenes import (PROXY_CLASSES,
-                                                   ade20k_label,
-                                                   make_proxy_ade20k,
-                                                   render_scene)
+from ailurus_mm.benchmarks.common.scenes import (PROXY_CLASSES,
+                                                 ade20k_label,
+                                                 make_proxy_ade20k,
+                                                 render_scene)
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PROXY = osp.join(REPO, 'configs', 'proxy',

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from ailurus_mm.benchmarks.accuracy.finetune import (FT_LR_FACTOR,
-                                                     FT_SCHEDULE_FRACTION)
+from ailurus_mm.benchmarks.common.train import (FT_LR_FACTOR,
+                                                FT_SCHEDULE_FRACTION)
 from ailurus_mm.ops import ClusterConfig
 from conftest import CONFIGS
 

@@ -18,7 +18,7 @@ from ailurus_mm.benchmarks.detection.instances import (
 from ailurus_mm.benchmarks.detection.train import (DETECTOR_CONFIG,
                                                    detector_config,
                                                    export_fp16, train_detector)
-from ailurus_mm.benchmarks.accuracy.scenes import _BY_NAME, render_scene
+from ailurus_mm.benchmarks.common.scenes import _BY_NAME, render_scene
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG = osp.join(REPO, 'configs', DETECTOR_CONFIG)
@@ -376,7 +376,7 @@ def test_tiny_detector_trains_evaluates_exports_and_reloads(tmp_path):
     other = copy.deepcopy(test_cfg.model)
     other.roi_head.bbox_head.num_classes = 3
     with pytest.raises(CheckpointMismatchError,
-                       match=r'shape mismatch \(4\).*fc_cls'):
+                       match=r'shape or dtype mismatch \(4\).*fc_cls'):
         load_model_checkpoint(MODELS.build(other), exported)
 
 

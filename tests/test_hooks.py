@@ -96,8 +96,9 @@ print(type(hook).__module__, type(hook).__name__)
      r'decode_head\.', False),
     (_drop_decode_head, r'missing in the checkpoint \(\d+\): '
      r'decode_head\.', True),
-    (_misshape_ffn, r'shape mismatch \(1\): backbone\.layers\.1\.ffn\.'
-     r'layers\.0\.0\.weight: checkpoint \(7, 32\) vs model \(128, 32\)',
+    (_misshape_ffn, r'shape or dtype mismatch \(1\): '
+     r'backbone\.layers\.1\.ffn\.layers\.0\.0\.weight: checkpoint '
+     r'\(7, 32\) vs model \(128, 32\)',
      True),
 ])
 def test_checkpoint_that_does_not_fit_fails_before_training(

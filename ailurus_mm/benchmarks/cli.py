@@ -306,7 +306,7 @@ def visualize_main(argv: Optional[List[str]] = None) -> list:
 # ----------------------------------------------------------------- accuracy
 def accuracy_parser() -> argparse.ArgumentParser:
     from .accuracy.data import DATASETS
-    from .accuracy.finetune import FT_LR_FACTOR, FT_SCHEDULE_FRACTION
+    from .common.train import FT_LR_FACTOR, FT_SCHEDULE_FRACTION
     from .accuracy.run import STUDIES
     from .presets import PRESET_NAMES
 
@@ -391,7 +391,7 @@ def accuracy_parser() -> argparse.ArgumentParser:
 
 def accuracy_main(argv: Optional[List[str]] = None) -> Dict:
     """``tools/accuracy_benchmark.py``; returns the summary."""
-    from .accuracy.finetune import FT_SCHEDULE_FRACTION, Recipe
+    from .common.train import FT_SCHEDULE_FRACTION, Recipe
     from .accuracy.run import BenchmarkSpec, run_accuracy_benchmark
 
     parser = accuracy_parser()
@@ -458,7 +458,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def _detection_main(parser: argparse.ArgumentParser,
                     args: argparse.Namespace) -> Dict:
-    from .accuracy.finetune import Recipe
+    from .common.train import Recipe
     from .detection.run import (DET_RECIPE, DetectionSpec,
                                 run_detection_benchmark)
 

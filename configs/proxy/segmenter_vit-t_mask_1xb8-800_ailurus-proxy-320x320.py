@@ -1,6 +1,6 @@
 # The accuracy benchmark's model: a vanilla Segmenter ViT-T/16 (mask
 # transformer head), mmseg's own config, trained from scratch on the
-# synthetic proxy dataset (ailurus_mm.benchmarks.accuracy.scenes: ADE20K
+# synthetic proxy dataset (ailurus_mm.benchmarks.common.scenes: ADE20K
 # layout, 12 of ADE20K's classes, 320x320 training images, validation at
 # 320x320 = 400 tokens and at 640x640 = 1600 tokens). Everything it changes is for a
 # from-scratch CPU run of about 45 minutes on 2 cores. Generated, trained,

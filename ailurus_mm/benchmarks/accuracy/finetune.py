@@ -8,7 +8,6 @@ The recipe, relative to the vanilla training: a fraction of its schedule
 the zoo follow it (their tests read these constants).
 """
 import copy
-import dataclasses
 import os.path as osp
 import time
 from typing import Any, Dict, List, Optional
@@ -17,33 +16,12 @@ from mmengine.config import Config
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
+from ..common.settings import VANILLA_SETTING, Setting
+from ..common.train import Recipe, set_schedule, train
 from ..models import load_weights
 from ..presets import default_preset
 from .data import AccuracyDataset
-from .grid import VANILLA_SETTING, Evaluator, Setting
-from .train import set_schedule, train
-
-# The ``ailurus-ft_`` recipe: a quarter of the schedule at 0.3x the
-# learning rate (a tenth at a tenth did not close the gap on the proxy).
-FT_SCHEDULE_FRACTION = 0.25
-FT_LR_FACTOR = 0.3
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """A fine-tuning recipe relative to the vanilla training."""
-    fraction: float = FT_SCHEDULE_FRACTION
-    lr_factor: float = FT_LR_FACTOR
-    train_keep: Optional[float] = None  # default: the evaluated keep
-
-    def __post_init__(self) -> None:
-        if not 0 < self.fraction:
-            raise ValueError(f'ft fraction must be > 0, got {self.fraction}')
-        if not 0 < self.lr_factor:
-            raise ValueError(f'ft lr factor must be > 0, got '
-                             f'{self.lr_factor}')
-        if self.train_keep is not None:
-            ClusterConfig(num_clusters=self.train_keep)  # validates
+from .grid import Evaluator
 
 
 def finetune(cfg: Config, checkpoint: str, work_dir: str,

@@ -19,51 +19,9 @@ from mmengine.config import Config
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
+from ..common.settings import VANILLA, VANILLA_SETTING, Setting
 from ..models import build_with_weights
-from ..presets import Preset
 from .data import AccuracyDataset, Split, load_batches
-
-VANILLA = 'vanilla'
-
-
-@dataclasses.dataclass(frozen=True)
-class Setting:
-    """One AiluRus model of the grid (or the vanilla model).
-
-    Attributes:
-        preset: The preset (``None`` for the vanilla model).
-        keep: The keep ratio (``num_clusters``).
-        prop_attn: Proportional attention.
-        base: The knobs the preset changes (default: the defaults).
-        label: The row's name (default: the preset's).
-    """
-    preset: Optional[Preset]
-    keep: float = 1.0
-    prop_attn: Optional[bool] = None
-    base: ClusterConfig = ClusterConfig()
-    label: Optional[str] = None
-
-    @property
-    def name(self) -> str:
-        if self.preset is None:
-            return VANILLA
-        return self.label or self.preset.name
-
-    def clustering(self) -> ClusterConfig:
-        """The knobs."""
-        return self.preset.apply(self.base, num_clusters=self.keep,
-                                 prop_attn=self.prop_attn)
-
-
-VANILLA_SETTING = Setting(None)
-
-
-def grid_settings(presets: Sequence[Preset], keeps: Sequence[float],
-                  prop_attn: Sequence[bool],
-                  base: ClusterConfig = ClusterConfig()) -> List[Setting]:
-    """Every preset x ``prop_attn`` x keep, in that order."""
-    return [Setting(p, k, a, base) for p in presets for a in prop_attn
-            for k in keeps]
 
 
 @dataclasses.dataclass

@@ -1,10 +1,10 @@
 """The accuracy grid's report: CSV (every knob of every row), markdown
 tables and one plot (mIoU against the tokens kept)."""
-import ast
 import csv
 from typing import Any, Dict, List, Optional, Sequence
 
 from ailurus_mm.ops import REDUCERS, ClusterConfig
+from ..common.cells import parse_cell
 from ..presets import current_name
 from .grid import Row
 
@@ -38,20 +38,6 @@ def write_csv(rows: Sequence[Row], path: str) -> None:
             record.update({f'drop.{c}': _cell(v)
                            for c, v in row.class_drop.items()})
             writer.writerow(record)
-
-
-def parse_cell(value: str) -> Any:
-    """A CSV cell as its value: ``None`` if empty, a number (``nan`` and
-    ``inf`` included), bool or tuple, else the string (e.g. a reducer
-    name)."""
-    if value == '':
-        return None
-    if value.lower() in ('nan', '-nan', 'inf', '-inf'):
-        return float(value)
-    try:
-        return ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-        return value
 
 
 class ReportReadError(ValueError):

@@ -24,10 +24,12 @@ from ..presets import Preset, default_preset, find_presets
 from . import coverage, report
 from .boundary import anchor_boundary_share
 from .data import AccuracyDataset, Split, find_dataset, load_batches
-from .finetune import Recipe, default_setting, finetune_study, finetune_table
-from .grid import Row, Setting, evaluate_parallel, grid_settings
+from .finetune import default_setting, finetune_study, finetune_table
+from ..common.settings import (Setting, check_common, grid_settings,
+                               layer_settings)
+from ..common.train import Recipe, set_schedule, train
+from .grid import Row, evaluate_parallel
 from .select import fastest_within
-from .train import set_schedule, train
 
 STUDIES = ('layers', 'boundary', 'coverage')
 # The presets that run with prop_attn on only: variants of the default
@@ -117,37 +119,13 @@ class BenchmarkSpec:
         return dataset
 
 
-def check_common(spec) -> None:
-    """The checks the segmentation and detection benchmarks share, on a
-    spec's ``checkpoint``, ``presets``, ``keeps``, ``jobs``, ``threads``,
-    ``num_val``, ``size``, ``iters``, ``limit`` and ``device``."""
-    if spec.checkpoint is not None and not osp.isfile(spec.checkpoint):
-        raise FileNotFoundError(
-            f'--checkpoint {spec.checkpoint} does not exist')
-    find_presets(spec.presets)
-    for keep in spec.keeps or ():
-        ClusterConfig(num_clusters=keep)
-    for name in ('jobs', 'threads', 'num_val', 'size'):
-        if getattr(spec, name) < 1:
-            raise ValueError(f'--{name.replace("_", "-")} must be >= 1, '
-                             f'got {getattr(spec, name)}')
-    if spec.iters is not None and spec.iters < 1:
-        raise ValueError(f'--iters must be >= 1, got {spec.iters}')
-    if spec.limit is not None and spec.limit < 2:
-        raise ValueError(f'--limit must be >= 2 (the noise of a drop needs '
-                         f'two halves of the images), got {spec.limit}')
-    if spec.device.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f'--device {spec.device}: CUDA is not available '
-                         'here')
-
-
 def prepare_data(spec: BenchmarkSpec, dataset: AccuracyDataset,
                  log=print) -> str:
     """The data root: the proxy generated under ``out_dir/data``, or the
     given one."""
     if not dataset.generated:
         return spec.data_root
-    from .scenes import make_proxy_ade20k
+    from ..common.scenes import make_proxy_ade20k
 
     root = osp.join(spec.out_dir, 'data')
     check_proxy_data(root, spec)
@@ -191,17 +169,6 @@ def check_proxy_data(root: str, spec: 'BenchmarkSpec') -> None:
         raise ValueError(f'{root} holds proxy data of unknown settings (no '
                          f'{PROXY_STAMP}): use another --out-dir or remove '
                          'it')
-
-
-def layer_settings(keeps: Sequence[float], num_layers: int = 12,
-                   layers: Sequence[int] = (0, 2, 3)) -> List[Setting]:
-    """The default clustering (``prop_attn`` on) after other layers
-    (those the network has)."""
-    preset = default_preset()
-    return [Setting(preset, keep, True, ClusterConfig(cluster_layer=layer),
-                    label=f'{preset.name}@layer{layer}')
-            for layer in layers if layer <= num_layers - 2
-            for keep in keeps]
 
 
 def grid_of(spec: BenchmarkSpec, dataset: AccuracyDataset,

@@ -18,7 +18,7 @@ from mmengine.config import Config
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
-from ..accuracy.grid import VANILLA, VANILLA_SETTING, Setting
+from ..common.settings import VANILLA, VANILLA_SETTING, Setting
 from ..models import build_with_weights
 
 # What the report shows (COCO AP in points), and the two the rule reads.

@@ -1,7 +1,7 @@
 """Synthetic COCO instance scenes for the detection accuracy benchmark.
 
 The scenes are the segmentation proxy's
-(:mod:`ailurus_mm.benchmarks.accuracy.scenes`):
+(:mod:`ailurus_mm.benchmarks.common.scenes`):
 textured Voronoi "stuff" (background, not annotated), occluding objects,
 unlabelled clutter, illumination gradients, pixel noise and JPEG artefacts,
 drawn in normalised coordinates so that a scene renders at any resolution.
@@ -37,9 +37,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Set, Tuple, \
 
 import numpy as np
 
-from ..accuracy.scenes import (OBJECTS, SHAPES, THIN, SceneCanvas,
-                               Shape, class_shape, paint_stuff,
-                               random_object)
+from ..common.scenes import (OBJECTS, SHAPES, THIN, SceneCanvas, Shape,
+                             class_shape, paint_stuff, random_object)
 
 # The annotated classes (COCO category ids 1..7, in this order).
 DET_CLASSES: Tuple[str, ...] = OBJECTS + THIN

@@ -5,7 +5,7 @@ import csv
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ailurus_mm.ops import ClusterConfig
-from ..accuracy.report import parse_cell
+from ..common.cells import parse_cell
 from ..presets import current_name
 from .grid import HEADLINE, METRICS, DetRow
 

@@ -23,10 +23,9 @@ import torch
 
 from ailurus_mm.convert import ailurus_model_config
 from ailurus_mm.ops import ClusterConfig
-from ..accuracy.finetune import Recipe
-from ..accuracy.grid import VANILLA_SETTING, Setting, grid_settings
-from ..accuracy.run import check_common, layer_settings
-from ..accuracy.train import set_schedule
+from ..common.settings import (VANILLA_SETTING, Setting, check_common,
+                               grid_settings, layer_settings)
+from ..common.train import Recipe, set_schedule
 from ..models import load_weights
 from ..paths import strict_json
 from ..presets import find_presets

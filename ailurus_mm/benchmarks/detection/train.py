@@ -5,7 +5,7 @@ from mmengine.config import Config
 
 from ailurus_mm.zoo import load_config
 from .. import models
-from ..accuracy.train import train
+from ..common.train import train
 
 # The benchmark's detector, one of our configs (ailurus_mm.find_config).
 DETECTOR_CONFIG = ('proxy/mask-rcnn_vit-t_simplefpn_1xb4-2k_'

@@ -36,7 +36,7 @@ def make_batch(cfg: Config,
     from mmengine.structures import PixelData
     from mmseg.structures import SegDataSample
 
-    from ..accuracy.scenes import render_scene
+    from ..common.scenes import render_scene
 
     num_classes = cfg.model.decode_head.num_classes
     inputs, samples = [], []
