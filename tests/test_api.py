@@ -407,7 +407,7 @@ FRESH_BUILD = (
      "camvid-256x256.py')\n"
      "assert DATASETS.get('CamVidDataset') is not None\n"
      "model = init_model(ailurus_mm.load_config('stanford_bg/ailurus_"
-     "segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py'), device='cpu')",
+     "segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.py'), device='cpu')",
      'AiluRusViT TokenRecover'),
 ])
 def test_a_converted_config_builds_in_a_fresh_interpreter(call, expected):

@@ -559,3 +559,65 @@ def test_camvid_model_builds_small(path):
     with torch.no_grad():
         logits = model(torch.rand(1, 3, 64, 96), mode='tensor')
     assert logits.shape == (1, 11, 4, 6)
+
+
+# ------------------------------------------------------- Stanford Background
+SBG = sorted(path for path in ALL_CONFIGS if path.startswith('stanford_bg/'))
+SBG_VANILLA = ('stanford_bg/segmenter_vit-t_mask_1xb8-10k_stanford-bg-'
+               '256x256.py')
+SBG_NO_FT = ('stanford_bg/ailurus_segmenter_vit-t_mask_1xb8-10k_stanford-bg-'
+             '256x256.py')
+
+
+def test_stanford_bg_configs_found():
+    assert SBG == sorted([SBG_VANILLA, SBG_NO_FT])
+
+
+def test_stanford_bg_vanilla_is_mmsegs_segmenter_on_it():
+    from ailurus_mm.benchmarks.accuracy.data import STANFORD_BG
+
+    cfg = load(SBG_VANILLA)
+    assert STANFORD_BG.config == SBG_VANILLA
+    assert STANFORD_BG.checkpoint == osp.basename(SBG_VANILLA)[:-3] + '.pth'
+    model = cfg.model
+    assert (model.type, model.backbone.type, model.decode_head.type) == (
+        'EncoderDecoder', 'VisionTransformer', 'SegmenterMaskTransformerHead')
+    assert (model.backbone.embed_dims, model.backbone.num_layers,
+            model.backbone.num_heads) == BACKBONES['t']
+    assert model.decode_head.num_classes == 8
+    assert len(model.decode_head.loss_decode.class_weight) == 8
+    for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
+        assert cfg[loader].dataset.type == 'StanfordBackgroundDataset'
+    resize = [t for t in cfg.test_dataloader.dataset.pipeline
+              if t.type == 'Resize']
+    assert [tuple(t.scale) for t in resize] == [(320, 240)]
+    assert cfg.train_cfg.max_iters == cfg.param_scheduler[-1].end == 10000
+    assert '-10k_' in SBG_VANILLA
+
+
+def test_stanford_bg_no_ft_differs_from_its_vanilla_twin_only_by_ailurus():
+    cfg, twin = load(SBG_NO_FT), load(SBG_VANILLA)
+    assert sole_base(SBG_NO_FT) == SBG_VANILLA
+    model, twin_model = plain(cfg.model), plain(twin.model)
+    assert (model.pop('type'), twin_model.pop('type')) == (
+        'AiluRusEncoderDecoder', 'EncoderDecoder')
+    assert model.pop('merged_decode') is True
+    assert (model['backbone'].pop('type'),
+            twin_model['backbone'].pop('type')) == (
+                'AiluRusViT', 'VisionTransformer')
+    assert model.pop('neck') == {'type': 'TokenRecover'}
+    assert model == twin_model
+    assert cfg.custom_hooks == [dict(type='ailurus_mm.StrictLoadHook')]
+
+
+@pytest.mark.parametrize('path', SBG)
+def test_stanford_bg_model_builds_small(path):
+    cfg = load(path)
+    model_cfg = cfg.model.copy()
+    model_cfg.backbone.update(TINY)
+    model_cfg.decode_head.update(in_channels=32, channels=32, embed_dims=32,
+                                 num_heads=2, num_layers=1)
+    model = build(model_cfg).eval()
+    with torch.no_grad():
+        logits = model(torch.rand(1, 3, 64, 96), mode='tensor')
+    assert logits.shape == (1, 8, 4, 6)

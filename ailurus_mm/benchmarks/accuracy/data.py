@@ -143,12 +143,12 @@ CAMVID = AccuracyDataset(
 
 STANFORD_BG = AccuracyDataset(
     name='stanford_bg',
-    config='stanford_bg/segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py',
+    config='stanford_bg/segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.py',
     splits=(Split('1x', 'val', 1.0), Split('2x', 'val', 2.0)),
     label='Stanford Background, a small ViT trained here (a real-image '
     'ranking, not ADE20K)',
     focus=('foreground object', 'mountain', 'water', 'building'),
-    checkpoint='segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.pth',
+    checkpoint='segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.pth',
     train_folder='train',
     keeps=(0.5, 0.35, 0.25, 0.15),
     rule=(('2x', 0.5), ('1x', 1.0)))

@@ -1,13 +1,13 @@
 # AiluRus on Segmenter ViT-T/16 with the mask transformer head on Stanford
 # Background, without fine-tuning: evaluate a vanilla checkpoint of the _base_ config
-# segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py (e.g. the shipped
-# ailurus_mm/checkpoints/segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.pth)
+# segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.py (e.g. the shipped
+# ailurus_mm/checkpoints/segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.pth)
 # with
 #   python tools/test.py THIS_CONFIG VANILLA.pth --no-finetune
 # Only the segmentor, backbone and neck types, the strict-loading hook and
 # the imports differ from it; the cluster settings are AiluRusViT's
 # defaults (configs/README.md).
-_base_ = ['./segmenter_vit-t_mask_1xb8-8k_stanford-bg-256x256.py']
+_base_ = ['./segmenter_vit-t_mask_1xb8-10k_stanford-bg-256x256.py']
 custom_imports = dict(
     imports=['ailurus_mm.datasets', 'ailurus_mm.models'],
     allow_failed_imports=False)
