@@ -141,7 +141,7 @@ def run_demo(spec: DemoSpec, log=print) -> Dict[str, Any]:
                                  spec.accuracy_images, device=spec.device)
         where = f'{accuracy["images"]} CamVid validation images at 2x'
     else:
-        from .accuracy.scenes import make_proxy_ade20k
+        from .common.scenes import make_proxy_ade20k
         with tempfile.TemporaryDirectory() as root:
             make_proxy_ade20k(root, num_train=0,
                               num_val=spec.accuracy_images)

@@ -171,7 +171,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     with tempfile.TemporaryDirectory() as generated:
         root = args.data_root
         if dataset.generated:
-            from .accuracy.scenes import make_proxy_ade20k
+            from .common.scenes import make_proxy_ade20k
             root = generated
             make_proxy_ade20k(root, 0, args.limit, 320, 0)
         elif root is None:
