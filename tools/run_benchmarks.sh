@@ -27,7 +27,7 @@ run() {  # name, then tools/benchmark.py arguments
   fi
   echo "== $name: tools/benchmark.py $*"
   "$py" tools/benchmark.py "$@" --threads "$threads" \
-    --out "$out/$name.json" 2>/dev/null | tee "$out/$name.txt"
+    --out "$out/$name.json" --overwrite 2>/dev/null | tee "$out/$name.txt"
 }
 selected=("$@")
 
@@ -39,11 +39,21 @@ run vitb_512_defaults "$B" --warmup 1 --runs 3
 # CamVid at 2x (960x720, 60x45 = 2700 tokens) with the benchmark's model.
 run camvid_2x_defaults "$C" --checkpoint "$CKPT" --shape 720 960 \
   --warmup 1 --runs 3
-# Expedite-style k-means at keep 0.25 (on CamVid it loses far less than
-# AiluRus there): its cost over the ideal reducer's.
-run vitl_640_kmeans_0.25 "$L" --warmup 1 --runs 2 --no-flops --no-memory \
+# The clustering's cost on longer sequences (ViT-B): 2700 tokens (720x960)
+# and 4096 tokens (1024x1024), against the ideal reducer.
+run vitb_2700_defaults "$B" --shape 720 960 --warmup 1 --runs 2 \
+  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged
+run vitb_4096_defaults "$B" --shape 1024 1024 --warmup 1 --runs 2 \
+  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged
+# Expedite-style k-means at the same keep ratio: its cost over the ideal
+# reducer's, against dpc_cover's.
+run vitl_640_kmeans "$L" --warmup 1 --runs 2 --no-flops --no-memory \
   --variants vanilla ideal_merged ailurus_merged \
-  --cfg-options model.backbone.reducer=kmeans model.backbone.num_clusters=0.25
+  --cfg-options model.backbone.reducer=kmeans
+# ONNX Runtime (CPU) against PyTorch, vanilla and AiluRus at the defaults,
+# both exported by tools/export_onnx.py's code, in one process.
+run onnx_vitb_512 "$B" --runtime onnxruntime --warmup 1 --runs 3
+run onnx_vitl_640 "$L" --runtime onnxruntime --warmup 1 --runs 2
 # Fine-tuning: one optimizer step, vanilla vs AiluRus at the defaults (the
 # ailurus-ft_ configs train with them).
 for model in vitb_512:$B vitl_640:$L; do
