@@ -439,6 +439,46 @@ def test_csv_round_trip_keeps_every_knob(tmp_path):
     assert set(chosen.knobs) == set(ClusterConfig.names())
 
 
+def test_merge_reports_in_parts_and_choose_again(tmp_path):
+    """Two parts of one grid merge into one report whose choice is the
+    rule's on all the rows; parts of different detectors are refused, as
+    is a file that is not a detection report."""
+    import json
+
+    from ailurus_mm.benchmarks.detection import merge, report
+
+    shipped = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))),
+                       'docs', 'detection', 'accuracy.csv')
+    rows = report.read_csv(shipped)
+    vanilla = [r for r in rows if r.is_vanilla]
+    first = vanilla + [r for r in rows if r.setting == 'dpc_knn']
+    second = vanilla + [r for r in rows if r.setting != 'dpc_knn'
+                        and not r.is_vanilla]
+    parts = []
+    for name, part in (('a', first), ('b', second)):
+        parts.append(str(tmp_path / f'{name}.csv'))
+        report.write_csv(part, parts[-1])
+    out = str(tmp_path / 'out')
+    summary = merge.main(['--out-dir', out] + parts)
+    merged = report.read_csv(osp.join(out, 'accuracy.csv'))
+    assert sorted(map(repr, merged)) == sorted(map(repr, rows))
+    assert summary['default_setting'] == report.summary_of(
+        report.fastest_within(rows))
+    with open(osp.join(out, 'summary.json')) as f:
+        assert json.load(f)['parts'] == parts
+    for name in ('accuracy.md', 'accuracy.png'):
+        assert osp.getsize(osp.join(out, name)) > 0
+
+    other = [r for r in vanilla]
+    other[0].scores = dict(other[0].scores, bbox_mAP=1.0)
+    report.write_csv(other, str(tmp_path / 'other.csv'))
+    with pytest.raises(SystemExit):
+        merge.main(['--out-dir', out, parts[0], str(tmp_path / 'other.csv')])
+    (tmp_path / 'bad.csv').write_text('split,tokens\n1x,4\n')
+    with pytest.raises(ValueError, match='lacks the columns'):
+        report.read_csv(str(tmp_path / 'bad.csv'))
+
+
 def test_detection_finetune_only(tmp_path):
     """``--finetune-only``: no grid; the vanilla detector fine-tuned at the
     Mask R-CNN configs' setting (layer 3, keep 0.35, read from the config)

@@ -269,8 +269,7 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
         label=report.LABEL, checkpoint=checkpoint, table=table,
         train_iters=cfg.train_cfg.max_iters,
         vanilla={r.split: r.scores for r in rows if r.is_vanilla},
-        rule='the fewest tokens per layer with box and mask AP drops, '
-        'less their noise, within 0.5 AP at 2x',
+        rule=report.RULE,
         default_setting=report.summary_of(chosen))
     if chosen is not None:
         summary['check_tools'] = dict(

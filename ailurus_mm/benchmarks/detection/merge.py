@@ -1,0 +1,99 @@
+"""One detection report from a grid run in parts (``--splits``,
+``--presets`` in separate runs of the same detector): the rows of every
+``accuracy.csv``, a later file's row replacing an earlier one of the same
+setting, written as one ``accuracy.csv/md/png`` and a ``summary.json`` whose
+``default_setting`` is chosen again by the detection rule.
+
+    python -m ailurus_mm.benchmarks.detection.merge --out-dir docs/detection \\
+        docs/detection/accuracy.csv work_dirs/det_cover/accuracy.csv
+"""
+import argparse
+import json
+import os
+import os.path as osp
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..paths import prepare_dir, strict_json
+from . import report
+from .grid import DetRow
+
+
+def _key(row: DetRow) -> Tuple:
+    return (row.split, row.setting, row.prop_attn, row.keep,
+            tuple(sorted((k, repr(v)) for k, v in row.knobs.items())))
+
+
+def merge_rows(parts: Sequence[Sequence[DetRow]]) -> List[DetRow]:
+    """The rows of ``parts`` in first-seen order, a later part's row
+    replacing an earlier one with the same split, name and knobs.
+
+    Raises:
+        ValueError: The parts' vanilla rows differ on a split (not the same
+            detector or data: their drops do not compare).
+    """
+    merged: Dict[Tuple, DetRow] = {}
+    vanilla: Dict[str, Dict[str, float]] = {}
+    for index, rows in enumerate(parts):
+        for row in rows:
+            if row.is_vanilla:
+                seen = vanilla.setdefault(row.split, row.scores)
+                if any(abs(seen[m] - row.scores[m]) > 1e-3
+                       for m in report.HEADLINE):
+                    raise ValueError(
+                        f'part {index} has vanilla AP {row.scores} on split '
+                        f'{row.split}, an earlier part {seen}: not the same '
+                        'detector or data')
+            merged[_key(row)] = row
+    return list(merged.values())
+
+
+def write_merged(rows: Sequence[DetRow], out_dir: str,
+                 sources: Sequence[str], keep: float = 0.5) -> Dict:
+    """``accuracy.csv/md/png`` and ``summary.json`` of ``rows`` in
+    ``out_dir``; returns the summary."""
+    splits = list(dict.fromkeys(r.split for r in rows))
+    report.write_csv(rows, osp.join(out_dir, 'accuracy.csv'))
+    table = '\n\n'.join(
+        [report.drop_table(rows, s) for s in splits] +
+        [report.size_table(rows, s, keep) for s in splits]) + '\n'
+    with open(osp.join(out_dir, 'accuracy.md'), 'w') as f:
+        f.write(table)
+    report.plot(rows, osp.join(out_dir, 'accuracy.png'))
+    split = '2x' if '2x' in splits else splits[-1]
+    chosen = report.fastest_within(rows, split=split)
+    summary = dict(
+        label=report.LABEL, parts=list(sources), table=table,
+        vanilla={r.split: r.scores for r in rows if r.is_vanilla},
+        rule=report.RULE, default_setting=report.summary_of(chosen))
+    with open(osp.join(out_dir, 'summary.json'), 'w') as f:
+        json.dump(strict_json(summary), f, indent=2, allow_nan=False)
+    return summary
+
+
+def main(argv: Optional[List[str]] = None) -> Dict:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('csvs', nargs='+', help='accuracy.csv files of the '
+                        'detection benchmark, later ones replacing earlier '
+                        'rows')
+    parser.add_argument('--out-dir', required=True)
+    args = parser.parse_args(argv)
+    missing = [p for p in args.csvs if not os.path.isfile(p)]
+    if missing:
+        parser.error(f'no such file: {", ".join(missing)}')
+    try:
+        parts = [report.read_csv(p) for p in args.csvs]
+        rows = merge_rows(parts)
+        if not any(r.is_vanilla for r in rows):
+            raise ValueError('no part has a vanilla row: drops cannot be '
+                             'reported')
+        prepare_dir(args.out_dir)
+    except (ValueError, KeyError) as error:
+        parser.error(f'{type(error).__name__}: {error}')
+    summary = write_merged(rows, args.out_dir, args.csvs)
+    print(summary['table'])
+    print('default setting:', json.dumps(summary['default_setting']))
+    return summary
+
+
+if __name__ == '__main__':
+    main()
