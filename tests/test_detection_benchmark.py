@@ -477,6 +477,13 @@ def test_merge_reports_in_parts_and_choose_again(tmp_path):
     (tmp_path / 'bad.csv').write_text('split,tokens\n1x,4\n')
     with pytest.raises(ValueError, match='lacks the columns'):
         report.read_csv(str(tmp_path / 'bad.csv'))
+    lines = open(parts[0]).read().splitlines()
+    (tmp_path / 'empty.csv').write_text(lines[0] + '\n')
+    with pytest.raises(ValueError, match='no rows'):
+        report.read_csv(str(tmp_path / 'empty.csv'))
+    (tmp_path / 'cut.csv').write_text('\n'.join(lines[:2] + [lines[2][:20]]))
+    with pytest.raises(ValueError, match='line 3'):
+        report.read_csv(str(tmp_path / 'cut.csv'))
 
 
 def test_detection_finetune_only(tmp_path):

@@ -47,11 +47,10 @@ def read_csv(path: str) -> List[DetRow]:
     """The rows :func:`write_csv` wrote (to report or choose again).
 
     Raises:
-        ValueError: The file lacks a column of the report.
+        ValueError: The file lacks a column of the report, has no rows, or
+            a line is invalid (cut short, a number that is not one, a knob
+            value ``ClusterConfig`` refuses), naming the line.
     """
-    def number(text):
-        return None if text == '' else float(text)
-
     rows = []
     with open(path, newline='') as f:
         reader = csv.reader(f)
@@ -61,30 +60,45 @@ def read_csv(path: str) -> List[DetRow]:
             raise ValueError(f'{path} lacks the columns {missing}: not a '
                              'detection accuracy report')
         for values in reader:
-            record = dict(zip(header[:len(BASE_FIELDS)], values))
-            named = dict(zip(header, values))
-            # Today's knobs (earlier reports had retired ones too).
-            knobs = {k: named[k] for k in ClusterConfig.names()
-                     if k in named}
-            row = DetRow(
-                split=record['split'], tokens=int(record['tokens']),
-                setting=current_name(record['setting']),
-                prop_attn=None if record['prop_attn'] == '' else
-                record['prop_attn'] == 'True',
-                keep=float(record['keep']),
-                layer_fraction=float(record['layer_fraction']),
-                scores={m: number(named[m]) for m in METRICS},
-                halves={m: (number(named[f'{m}.a']), number(named[f'{m}.b']))
-                        for m in HEADLINE},
-                knobs={} if knobs.get('cluster_layer', '') == '' else
-                ClusterConfig(**{k: parse_cell(v) for k, v in knobs.items()
-                                 if v != ''}).to_dict())
-            if not row.is_vanilla:
-                row.drops = {m: number(named[f'drop.{m}']) for m in METRICS}
-                row.noise = {m: number(named[f'noise.{m}'])
-                             for m in HEADLINE}
-            rows.append(row)
+            try:
+                rows.append(_row_of(header, values))
+            except (ValueError, KeyError, TypeError) as error:
+                raise ValueError(f'{path} line {reader.line_num}: '
+                                 f'{type(error).__name__}: {error}'
+                                 ) from error
+    if not rows:
+        raise ValueError(f'{path} has a header but no rows')
     return rows
+
+
+def _number(text: str) -> Optional[float]:
+    return None if text == '' else float(text)
+
+
+def _row_of(header: List[str], values: List[str]) -> DetRow:
+    if len(values) != len(header):
+        raise ValueError(f'{len(values)} cells, the header has '
+                         f'{len(header)}')
+    named = dict(zip(header, values))
+    # Today's knobs (earlier reports had retired ones too).
+    knobs = {k: named[k] for k in ClusterConfig.names() if k in named}
+    row = DetRow(
+        split=named['split'], tokens=int(named['tokens']),
+        setting=current_name(named['setting']),
+        prop_attn=None if named['prop_attn'] == '' else
+        named['prop_attn'] == 'True',
+        keep=float(named['keep']),
+        layer_fraction=float(named['layer_fraction']),
+        scores={m: _number(named[m]) for m in METRICS},
+        halves={m: (_number(named[f'{m}.a']), _number(named[f'{m}.b']))
+                for m in HEADLINE},
+        knobs={} if knobs.get('cluster_layer', '') == '' else
+        ClusterConfig(**{k: parse_cell(v) for k, v in knobs.items()
+                         if v != ''}).to_dict())
+    if not row.is_vanilla:
+        row.drops = {m: _number(named[f'drop.{m}']) for m in METRICS}
+        row.noise = {m: _number(named[f'noise.{m}']) for m in HEADLINE}
+    return row
 
 
 def drop_table(rows: Sequence[DetRow], split: str) -> str:
