@@ -62,6 +62,16 @@ def test_merge_writes_one_report(tmp_path, capsys):
     with pytest.raises(SystemExit):
         merge.main(['--out-dir', str(out), str(tmp_path / 'missing.csv')])
     assert 'no such file' in capsys.readouterr().err
+    # rows of a setting left out (a retired variant): its part keeps them
+    merge.main(['--dataset', 'camvid', '--out-dir', str(out), '--leave-out',
+                'grid', '--', a, b])
+    assert [r.setting for r in report.read_csv(str(out / 'accuracy.csv'))
+            ] == ['vanilla', 'dpc_cover']
+    with pytest.raises(SystemExit):
+        merge.main(['--dataset', 'camvid', '--out-dir', str(out),
+                    '--leave-out', 'tome', '--', a, b])
+    assert "--leave-out ['tome']: no part has rows" in \
+        capsys.readouterr().err
 
 
 def test_prop_attn_off_is_drawn_only_where_it_swaps_places_beyond_noise():

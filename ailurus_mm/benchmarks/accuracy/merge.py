@@ -62,6 +62,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     parser.add_argument('--dataset', default='camvid',
                         choices=tuple(DATASETS))
     parser.add_argument('--out-dir', required=True)
+    parser.add_argument('--leave-out', nargs='+', default=(),
+                        metavar='SETTING', help='leave out the rows of '
+                        'these settings (e.g. variants whose knobs are '
+                        'retired; their parts keep them)')
     args = parser.parse_args(argv)
     missing = [p for p in args.csvs if not os.path.isfile(p)]
     if missing:
@@ -70,6 +74,11 @@ def main(argv: Optional[List[str]] = None) -> str:
     splits = [s.name for s in dataset.splits]
     try:
         rows = merge_rows([report.read_csv(p, splits) for p in args.csvs])
+        unknown = set(args.leave_out) - {r.setting for r in rows}
+        if unknown:
+            raise ValueError(f'--leave-out {sorted(unknown)}: no part has '
+                             'rows of these settings')
+        rows = [r for r in rows if r.setting not in args.leave_out]
         if not any(r.is_vanilla for r in rows):
             raise ValueError('no part has a vanilla row: drops cannot be '
                              'reported')
