@@ -193,7 +193,8 @@ def test_to_ailurus_config_of_a_detector_equals_our_config():
     # The detection configs set the detection benchmark's choice
     # (tests/test_defaults.py ties them to it).
     converted = ailurus_mm.to_ailurus_config(
-        Config.fromfile(DET_VANILLA), cluster_layer=3, num_clusters=0.35)
+        Config.fromfile(DET_VANILLA), reducer='dpc_knn', cluster_layer=3,
+        num_clusters=0.35, prop_attn=True)
     ours = Config.fromfile(DET_AILURUS)
     assert converted.model.backbone.type == 'mmseg.AiluRusViT'
     assert {**_defaults(), **converted.model.backbone} == \
@@ -343,7 +344,9 @@ def test_apply_to_a_detector_equals_our_config(tmp_path):
         str(tmp_path / f'{name}.py'), base, coco, backbone=backbone))
         for name, base, backbone in [('v', DET_VANILLA, None),
                                      ('a', DET_AILURUS, KNOBS)]]
-    knobs = KNOBS  # the AiluRus config's, set on the tiny detector
+    # the AiluRus config's knobs (its reducer and prop_attn; the tiny
+    # detector's layer and keep)
+    knobs = dict(KNOBS, reducer='dpc_knn', prop_attn=True)
     torch.manual_seed(0)
     model = build_detector(cfgs[0].model)
     model.init_weights()

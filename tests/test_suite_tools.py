@@ -232,9 +232,12 @@ def test_demo_prints_speed_tokens_and_agreement(tiny, tmp_path):
     ], cwd=str(tmp_path))
     assert 'tokens: 16 patch tokens -> 8 after layer 0' in out
     # The shipped proxy model at 640x640 (40 x 40 patches), at the default
-    # keep (half).
+    # keep ratio.
+    from ailurus_mm.ops import ClusterConfig
+    kept = ClusterConfig().num_anchors(1600)
     assert re.search(r'accuracy \(synthetic proxy, not ADE20K\): .* 2 '
-                     r'generated scenes at 640x640, 1600 -> 800 tokens .*: '
+                     r'generated scenes at 640x640, 1600 -> '
+                     rf'{kept} tokens .*: '
                      r'vanilla mIoU [0-9.]+, AiluRus mIoU [0-9.]+', out)
     assert 'Warning' not in out  # upstream noise filtered
     assert 'vanilla 3x17, AiluRus 1x17 + 2x9' in out

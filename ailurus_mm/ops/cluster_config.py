@@ -113,7 +113,7 @@ class ClusterConfig:
     k: int = 5
     spatial_weight: float = 1.0
     window: Optional[int] = None
-    prop_attn: bool = True
+    prop_attn: bool = False
     reducer: str = 'dpc_cover'
     recover_detail: bool = False
 

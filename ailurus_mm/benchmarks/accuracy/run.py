@@ -32,8 +32,8 @@ from .grid import Row, evaluate_parallel
 from .select import fastest_within
 
 STUDIES = ('layers', 'boundary', 'coverage')
-# The presets that run with prop_attn on only: variants of the default
-# (proportional attention on).
+# The presets that run with prop_attn on only: variants of the default,
+# studied as they were first measured (proportional attention on).
 ON_ONLY = ('dpc_cover_detail', 'dpc_cover_window')
 
 
