@@ -41,7 +41,7 @@ def test_later_parts_replace_rows_of_the_same_setting():
 
 def test_parts_of_different_models_are_refused():
     with pytest.raises(ValueError, match='vanilla mIoU 35.0 on split 1x, '
-                       'an earlier part 40.0'):
+                       'an earlier part mIoU 40.0'):
         merge.merge_rows([[_row('1x', 'vanilla')],
                           [_row('1x', 'vanilla', miou=35.0)]])
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from ailurus_mm.ops import ClusterConfig
 from conftest import CONFIGS, REPO, write_tiny_config
 
 AILURUS_B = osp.join(
@@ -188,7 +189,8 @@ def test_no_finetune_logs_the_settings(tmp_path, trained):
     assert (f'--no-finetune: evaluating the vanilla checkpoint {vanilla} '
             'with AiluRus, without fine-tuning: cluster_layer=0, '
             "num_clusters=0.5, k=5, spatial_weight=1.0, window=None, "
-            "prop_attn=True, reducer='dpc_cover', recover_detail=False") \
+            f"prop_attn={ClusterConfig().prop_attn}, reducer='dpc_cover', "
+            'recover_detail=False') \
         in log
     assert 'was not trained with AiluRusViT' not in log
 

@@ -191,6 +191,8 @@ def test_visualize_names_missing_and_corrupt_images(tiny, tmp_path,
 
 
 def test_sweep_csv_and_plot(tiny, tmp_path):
+    from mmengine.config import Config
+
     from ailurus_mm.benchmarks.cli import sweep_main
 
     config, checkpoint = tiny
@@ -209,7 +211,9 @@ def test_sweep_csv_and_plot(tiny, tmp_path):
     # Every knob of the measured model; prop_attn unset is the config's
     # (AiluRusViT's default), not False.
     assert set(ClusterConfig.names()) <= set(rows[1])
-    assert {r['prop_attn'] for r in rows[1:]} == {'True'}
+    backbone = Config.fromfile(config).model.backbone
+    assert {r['prop_attn'] for r in rows[1:]} == {
+        str(ClusterConfig.from_mapping(backbone).prop_attn)}
     # nothing merged: exactly the vanilla model, so exactly its mIoU
     for row in rows[1:]:
         if row['num_clusters'] == '1.0':

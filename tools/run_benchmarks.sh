@@ -40,11 +40,14 @@ run vitb_512_defaults "$B" --warmup 1 --runs 3
 run camvid_2x_defaults "$C" --checkpoint "$CKPT" --shape 720 960 \
   --warmup 1 --runs 3
 # The clustering's cost on longer sequences (ViT-B): 2700 tokens (720x960)
-# and 4096 tokens (1024x1024), against the ideal reducer.
+# and 4096 tokens (1024x1024) in one window (mode=whole: the ADE20K config
+# would slide 512x512 windows of 1024 tokens), against the ideal reducer.
 run vitb_2700_defaults "$B" --shape 720 960 --warmup 1 --runs 2 \
-  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged
+  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged \
+  --cfg-options model.test_cfg.mode=whole
 run vitb_4096_defaults "$B" --shape 1024 1024 --warmup 1 --runs 2 \
-  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged
+  --no-flops --no-memory --variants vanilla ideal_merged ailurus_merged \
+  --cfg-options model.test_cfg.mode=whole
 # Expedite-style k-means at the same keep ratio: its cost over the ideal
 # reducer's, against dpc_cover's.
 run vitl_640_kmeans "$L" --warmup 1 --runs 2 --no-flops --no-memory \

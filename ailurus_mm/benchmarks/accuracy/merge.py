@@ -8,8 +8,9 @@ setting, written as one ``accuracy.csv/md/png``.
 """
 import argparse
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
+from ..common import merging
 from ..paths import prepare_dir
 from . import report
 from .data import DATASETS, find_dataset
@@ -17,42 +18,13 @@ from .grid import Row
 from .run import write_report
 
 
-def _key(row: Row) -> Tuple:
-    return (row.split, row.setting, row.prop_attn, row.keep,
-            tuple(sorted((k, repr(v)) for k, v in row.knobs.items())))
-
-
 def merge_rows(parts: Sequence[Sequence[Row]]) -> List[Row]:
-    """The rows of ``parts`` in first-seen order, a later part's row
-    replacing an earlier one with the same split, name and knobs.
-
-    Raises:
-        ValueError: Parts of different models (their rows name different
-            checkpoints, or their vanilla rows differ on a split: their
-            drops do not compare). Rows of reports older than the model
-            column name none and are checked by the vanilla rows only.
-    """
-    merged: Dict[Tuple, Row] = {}
-    vanilla: Dict[str, float] = {}
-    models: Dict[str, int] = {}
-    for index, rows in enumerate(parts):
-        for row in rows:
-            if row.model:
-                models.setdefault(row.model, index)
-                if len(models) > 1:
-                    raise ValueError(
-                        f'part {index} evaluated the checkpoint {row.model}, '
-                        f'part {min(models.values())} another '
-                        f'({next(iter(models))}): not the same model')
-            if row.is_vanilla:
-                seen = vanilla.setdefault(row.split, row.miou)
-                if abs(seen - row.miou) > 1e-3:
-                    raise ValueError(
-                        f'part {index} has vanilla mIoU {row.miou} on split '
-                        f'{row.split}, an earlier part {seen}: not the same '
-                        'model or data')
-            merged[_key(row)] = row
-    return list(merged.values())
+    """:func:`~ailurus_mm.benchmarks.common.merging.merge_rows` of
+    segmentation rows: the vanilla mIoU per split and the checkpoint of
+    every row (reports older than the model column name none and are
+    checked by the vanilla rows only)."""
+    return merging.merge_rows(parts, lambda row: {'mIoU': row.miou},
+                              lambda row: row.model)
 
 
 def main(argv: Optional[List[str]] = None) -> str:

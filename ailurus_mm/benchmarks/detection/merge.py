@@ -11,40 +11,20 @@ import argparse
 import json
 import os
 import os.path as osp
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
+from ..common import merging
 from ..paths import prepare_dir, strict_json
 from . import report
 from .grid import DetRow
 
 
-def _key(row: DetRow) -> Tuple:
-    return (row.split, row.setting, row.prop_attn, row.keep,
-            tuple(sorted((k, repr(v)) for k, v in row.knobs.items())))
-
-
 def merge_rows(parts: Sequence[Sequence[DetRow]]) -> List[DetRow]:
-    """The rows of ``parts`` in first-seen order, a later part's row
-    replacing an earlier one with the same split, name and knobs.
-
-    Raises:
-        ValueError: The parts' vanilla rows differ on a split (not the same
-            detector or data: their drops do not compare).
-    """
-    merged: Dict[Tuple, DetRow] = {}
-    vanilla: Dict[str, Dict[str, float]] = {}
-    for index, rows in enumerate(parts):
-        for row in rows:
-            if row.is_vanilla:
-                seen = vanilla.setdefault(row.split, row.scores)
-                if any(abs(seen[m] - row.scores[m]) > 1e-3
-                       for m in report.HEADLINE):
-                    raise ValueError(
-                        f'part {index} has vanilla AP {row.scores} on split '
-                        f'{row.split}, an earlier part {seen}: not the same '
-                        'detector or data')
-            merged[_key(row)] = row
-    return list(merged.values())
+    """:func:`~ailurus_mm.benchmarks.common.merging.merge_rows` of
+    detection rows: the vanilla box and mask AP per split (the detection
+    CSV records no checkpoint)."""
+    return merging.merge_rows(
+        parts, lambda row: {m: row.scores[m] for m in report.HEADLINE})
 
 
 def write_merged(rows: Sequence[DetRow], out_dir: str,
