@@ -59,6 +59,10 @@ def test_merge_writes_one_report(tmp_path, capsys):
         ('vanilla', 40.0), ('dpc_cover', 39.0), ('grid', 38.0)]
     assert 'CamVid, a small ViT trained here' in text
     assert (out / 'accuracy.png').stat().st_size > 0
+    import json
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['parts'] == [a, b] and summary['dataset'] == 'camvid'
+    assert set(summary['vanilla']) == {'1x'}
     with pytest.raises(SystemExit):
         merge.main(['--out-dir', str(out), str(tmp_path / 'missing.csv')])
     assert 'no such file' in capsys.readouterr().err

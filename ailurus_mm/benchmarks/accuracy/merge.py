@@ -1,21 +1,24 @@
 """One report from a grid run in parts (``--splits``, ``--reducers``,
 ``--studies`` in separate runs of the same model): the rows of every
 ``accuracy.csv``, a later file's row replacing an earlier one of the same
-setting, written as one ``accuracy.csv/md/png``.
+setting, written as one ``accuracy.csv/md/png`` and a ``summary.json`` with
+the dataset's own choice by its rule.
 
     python -m ailurus_mm.benchmarks.accuracy.merge --dataset camvid \\
         --out-dir docs/accuracy/camvid A/accuracy.csv B/accuracy.csv
 """
 import argparse
+import dataclasses
 import os
 from typing import List, Optional, Sequence
 
 from ..common import merging
-from ..paths import prepare_dir
+from ..paths import prepare_dir, write_json
 from . import report
 from .data import DATASETS, find_dataset
 from .grid import Row
 from .run import write_report
+from .select import fastest_within
 
 
 def merge_rows(parts: Sequence[Sequence[Row]]) -> List[Row]:
@@ -58,6 +61,15 @@ def main(argv: Optional[List[str]] = None) -> str:
     except ValueError as error:
         parser.error(str(error))
     text = write_report(rows, dataset, args.out_dir)
+    chosen = fastest_within(rows, dict(dataset.rule))
+    write_json(dict(
+        dataset=dataset.name, label=dataset.label, parts=list(args.csvs),
+        left_out=list(args.leave_out), rule=dict(dataset.rule),
+        vanilla={r.split: dict(miou=r.miou, class_iou=r.class_iou)
+                 for r in rows if r.is_vanilla},
+        default_setting=None if chosen is None else {
+            s: dataclasses.asdict(r) for s, r in chosen.items()}),
+        os.path.join(args.out_dir, 'summary.json'))
     print(text)
     return text
 
