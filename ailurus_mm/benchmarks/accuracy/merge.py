@@ -8,7 +8,6 @@ the dataset's own choice by its rule.
         --out-dir docs/accuracy/camvid A/accuracy.csv B/accuracy.csv
 """
 import argparse
-import dataclasses
 import os
 from typing import List, Optional, Sequence
 
@@ -17,8 +16,7 @@ from ..paths import prepare_dir, write_json
 from . import report
 from .data import DATASETS, find_dataset
 from .grid import Row
-from .run import write_report
-from .select import fastest_within
+from .run import choice, write_report
 
 
 def merge_rows(parts: Sequence[Sequence[Row]]) -> List[Row]:
@@ -61,15 +59,10 @@ def main(argv: Optional[List[str]] = None) -> str:
     except ValueError as error:
         parser.error(str(error))
     text = write_report(rows, dataset, args.out_dir)
-    chosen = fastest_within(rows, dict(dataset.rule))
-    write_json(dict(
-        dataset=dataset.name, label=dataset.label, parts=list(args.csvs),
-        left_out=list(args.leave_out), rule=dict(dataset.rule),
-        vanilla={r.split: dict(miou=r.miou, class_iou=r.class_iou)
-                 for r in rows if r.is_vanilla},
-        default_setting=None if chosen is None else {
-            s: dataclasses.asdict(r) for s, r in chosen.items()}),
-        os.path.join(args.out_dir, 'summary.json'))
+    write_json(dict(dataset=dataset.name, label=dataset.label,
+                    parts=list(args.csvs), left_out=list(args.leave_out),
+                    **choice(rows, dataset)[1]),
+               os.path.join(args.out_dir, 'summary.json'))
     print(text)
     return text
 

@@ -224,6 +224,19 @@ def write_report(rows: List[Row], dataset: AccuracyDataset,
     return text
 
 
+def choice(rows: List[Row], dataset: AccuracyDataset
+           ) -> Tuple[Optional[Dict[str, Row]], Dict[str, Any]]:
+    """The dataset's rule's choice (its row per split, or ``None``) and
+    the summary's fields: the vanilla scores, the rule and the choice."""
+    chosen = fastest_within(rows, dict(dataset.rule))
+    return chosen, dict(
+        vanilla={r.split: dict(miou=r.miou, class_iou=r.class_iou)
+                 for r in rows if r.is_vanilla},
+        rule=dict(dataset.rule),
+        default_setting=None if chosen is None else {
+            s: dataclasses.asdict(r) for s, r in chosen.items()})
+
+
 def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
     """Run the benchmark (see the module docstring); returns the summary
     (also written to ``summary.json``)."""
@@ -266,13 +279,8 @@ def run_accuracy_benchmark(spec: BenchmarkSpec, log=print) -> Dict[str, Any]:
         for row in rows:
             row.model = model
         summary['table'] = write_report(rows, dataset, spec.out_dir)
-        summary['vanilla'] = {r.split: dict(miou=r.miou,
-                                            class_iou=r.class_iou)
-                              for r in rows if r.is_vanilla}
-        chosen = fastest_within(rows, dict(dataset.rule))
-        summary['rule'] = dict(dataset.rule)
-        summary['default_setting'] = None if chosen is None else {
-            s: dataclasses.asdict(r) for s, r in chosen.items()}
+        chosen, fields = choice(rows, dataset)
+        summary.update(fields)
         if chosen is not None:
             row = next(iter(chosen.values()))
             setting = default_setting(row.keep, row.prop_attn)

@@ -31,20 +31,9 @@ def write_merged(rows: Sequence[DetRow], out_dir: str,
                  sources: Sequence[str], keep: float = 0.5) -> Dict:
     """``accuracy.csv/md/png`` and ``summary.json`` of ``rows`` in
     ``out_dir``; returns the summary."""
-    splits = list(dict.fromkeys(r.split for r in rows))
-    report.write_csv(rows, osp.join(out_dir, 'accuracy.csv'))
-    table = '\n\n'.join(
-        [report.drop_table(rows, s) for s in splits] +
-        [report.size_table(rows, s, keep) for s in splits]) + '\n'
-    with open(osp.join(out_dir, 'accuracy.md'), 'w') as f:
-        f.write(table)
-    report.plot(rows, osp.join(out_dir, 'accuracy.png'))
-    split = '2x' if '2x' in splits else splits[-1]
-    chosen = report.fastest_within(rows, split=split)
-    summary = dict(
-        label=report.LABEL, parts=list(sources), table=table,
-        vanilla={r.split: r.scores for r in rows if r.is_vanilla},
-        rule=report.RULE, default_setting=report.summary_of(chosen))
+    _, summary = report.choice(rows,
+                               report.write_report(rows, out_dir, keep))
+    summary['parts'] = list(sources)
     with open(osp.join(out_dir, 'summary.json'), 'w') as f:
         json.dump(strict_json(summary), f, indent=2, allow_nan=False)
     return summary

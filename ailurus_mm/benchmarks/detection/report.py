@@ -2,6 +2,7 @@
 one plot (box and mask AP against the tokens kept), and the defaults rule.
 """
 import csv
+import os.path as osp
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from ailurus_mm.ops import ClusterConfig
@@ -232,3 +233,33 @@ def summary_of(row: Optional[DetRow]) -> Optional[Dict]:
     return dict(setting=row.setting, prop_attn=row.prop_attn, keep=row.keep,
                 knobs=row.knobs, drops=row.drops, noise=row.noise,
                 layer_fraction=row.layer_fraction, tokens=row.tokens)
+
+
+def write_report(rows: Sequence[DetRow], out_dir: str,
+                 keep: float = 0.5) -> str:
+    """``accuracy.csv``, ``accuracy.md`` (the drop tables, then the small
+    and large objects at ``keep``) and ``accuracy.png`` of ``rows`` in
+    ``out_dir``; returns the markdown."""
+    splits = list(dict.fromkeys(r.split for r in rows))
+    write_csv(rows, osp.join(out_dir, 'accuracy.csv'))
+    table = '\n\n'.join(
+        [drop_table(rows, s) for s in splits] +
+        [size_table(rows, s, keep) for s in splits]) + '\n'
+    with open(osp.join(out_dir, 'accuracy.md'), 'w') as f:
+        f.write(table)
+    plot(rows, osp.join(out_dir, 'accuracy.png'))
+    return table
+
+
+def choice(rows: Sequence[DetRow], table: str
+           ) -> Tuple[Optional[DetRow], Dict]:
+    """The rule's choice (on the 2x split when the rows have it, else on
+    the last) and the summary's fields: it, the vanilla scores, the rule
+    and the report ``table``."""
+    splits = list(dict.fromkeys(r.split for r in rows))
+    chosen = fastest_within(rows, split='2x' if '2x' in splits else
+                            splits[-1])
+    return chosen, dict(
+        label=LABEL, table=table,
+        vanilla={r.split: r.scores for r in rows if r.is_vanilla},
+        rule=RULE, default_setting=summary_of(chosen))

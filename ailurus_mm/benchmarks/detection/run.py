@@ -256,21 +256,11 @@ def run_detection_benchmark(spec: DetectionSpec, log=print
                               splits=splits, jobs=spec.jobs,
                               device=spec.device, limit=spec.limit,
                               threads=spec.threads, log=log)
-    report.write_csv(rows, osp.join(spec.out_dir, 'accuracy.csv'))
     keep = 0.5 if 0.5 in spec.keeps else spec.keeps[0]
-    table = '\n\n'.join(
-        [report.drop_table(rows, s.name) for s in splits] +
-        [report.size_table(rows, s.name, keep) for s in splits]) + '\n'
-    with open(osp.join(spec.out_dir, 'accuracy.md'), 'w') as f:
-        f.write(table)
-    report.plot(rows, osp.join(spec.out_dir, 'accuracy.png'))
-    chosen = report.fastest_within(rows, split=splits[-1].name)
-    summary: Dict[str, Any] = dict(
-        label=report.LABEL, checkpoint=checkpoint, table=table,
-        train_iters=cfg.train_cfg.max_iters,
-        vanilla={r.split: r.scores for r in rows if r.is_vanilla},
-        rule=report.RULE,
-        default_setting=report.summary_of(chosen))
+    chosen, summary = report.choice(
+        rows, report.write_report(rows, spec.out_dir, keep))
+    summary.update(checkpoint=checkpoint,
+                   train_iters=cfg.train_cfg.max_iters)
     if chosen is not None:
         summary['check_tools'] = dict(
             grid={m: chosen.scores[m] for m in ('bbox_mAP', 'segm_mAP')},
