@@ -101,6 +101,37 @@ def test_what_does_not_export_is_refused_up_front(tiny_segmentor, knobs,
         ailurus_mm.apply(model, reducer='dpc_cover', window=None)
 
 
+def test_the_exported_median_is_the_median(tmp_path):
+    """The exported median (bisection, then a selection of static width)
+    is ``torch.median``'s value on peaked distances with far outliers, the
+    shape of a real image's distances, where too few bisection steps once
+    left the interval wider than the selection (another scale than eager,
+    hence other anchors, on 2 of 20 CamVid images)."""
+    from ailurus_mm.ops.density import lower_median
+
+    class Median(torch.nn.Module):
+
+        def forward(self, values):
+            return lower_median(values)
+
+    generator = torch.Generator().manual_seed(0)
+    values = (torch.randn(2, 50000, generator=generator) * 1e-3 +
+              0.07).abs()
+    values[:, :500] *= 30
+    path = str(tmp_path / 'median.onnx')
+    torch.onnx.export(Median(), (values, ), path, opset_version=17,
+                      dynamo=False, input_names=['values'])
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for seed in (1, 2, 3):
+        values = (torch.randn(2, 50000, generator=generator) * 1e-3 +
+                  0.07).abs()
+        values[:, :500 * seed] *= 30
+        if seed == 3:
+            values = values.round(decimals=4)  # many equal values
+        got = session.run(None, {'values': values.numpy()})[0]
+        np.testing.assert_array_equal(got, values.median(dim=1).values)
+
+
 def test_a_dynamic_batch_runs_two_images(tiny_segmentor, tmp_path):
     import ailurus_mm
     from ailurus_mm.deploy import SegmentorLogits, export_onnx

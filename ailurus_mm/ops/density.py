@@ -27,8 +27,12 @@ def stable_order(values: Tensor, dim: int = -1,
 
 
 # Bisection steps of the exported median before its exact selection: the
-# interval around the median shrinks 256-fold.
-MEDIAN_BISECTIONS = 8
+# interval around the median shrinks 2^32-fold, below the spacing of float32
+# values near any median above 2^-8 of the values' range, so it holds one
+# distinct value (8 steps, as before, left the interval wide enough on
+# real images to hold more values than the selection's width: a different
+# scale than eager, hence other anchors).
+MEDIAN_BISECTIONS = 32
 
 
 def lower_median(values: Tensor, dim: int = -1) -> Tensor:
@@ -40,7 +44,9 @@ def lower_median(values: Tensor, dim: int = -1) -> Tensor:
     a sort is a TopK of the whole dimension): a few bisection steps on
     the value, counting the values at or below it, narrow an interval
     ``(low, high]`` that holds the median; the median is then the right
-    smallest value above ``low``, a TopK of a few: the same number.
+    smallest value above ``low``, a TopK of a few: the same number
+    whenever the interval holds at most ``width`` values or one distinct
+    value (:data:`MEDIAN_BISECTIONS`).
     Rows only (``dim`` the last of 2-D ``values``).
     """
     middle = (values.shape[dim] - 1) // 2
