@@ -103,8 +103,8 @@ def test_what_does_not_export_is_refused_up_front(tiny_segmentor, knobs,
 
 def test_the_exported_median_is_the_median(tmp_path):
     """The exported median (bisection, then a selection of static width)
-    is ``torch.median``'s value on peaked distances with far outliers, the
-    shape of a real image's distances, where too few bisection steps once
+    is ``torch.median``'s value on distances crowded around their median
+    with far outliers and many zeros, where too few bisection steps once
     left the interval wider than the selection (another scale than eager,
     hence other anchors, on 2 of 20 CamVid images)."""
     from ailurus_mm.ops.density import lower_median
@@ -114,20 +114,24 @@ def test_the_exported_median_is_the_median(tmp_path):
         def forward(self, values):
             return lower_median(values)
 
-    generator = torch.Generator().manual_seed(0)
-    values = (torch.randn(2, 50000, generator=generator) * 1e-3 +
-              0.07).abs()
-    values[:, :500] *= 30
-    path = str(tmp_path / 'median.onnx')
-    torch.onnx.export(Median(), (values, ), path, opset_version=17,
-                      dynamo=False, input_names=['values'])
-    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    for seed in (1, 2, 3):
-        values = (torch.randn(2, 50000, generator=generator) * 1e-3 +
+    def distances(spread, outliers, zeros, seed):
+        generator = torch.Generator().manual_seed(seed)
+        values = (torch.randn(2, 60000, generator=generator) * spread +
                   0.07).abs()
-        values[:, :500 * seed] *= 30
-        if seed == 3:
-            values = values.round(decimals=4)  # many equal values
+        values[:, :600] *= outliers
+        values[:, 600:600 + zeros] = 0
+        return values
+
+    path = str(tmp_path / 'median.onnx')
+    torch.onnx.export(Median(), (distances(1e-3, 30, 0, 0), ), path,
+                      opset_version=17, dynamo=False, input_names=['values'])
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for seed, (spread, outliers, zeros) in enumerate(
+            [(1e-3, 30, 0), (1e-5, 300, 0), (1e-5, 300, 20000),
+             (1e-4, 100, 29000)]):
+        values = distances(spread, outliers, zeros, seed + 1)
+        if seed == 1:
+            values = values.round(decimals=5)  # many equal values
         got = session.run(None, {'values': values.numpy()})[0]
         np.testing.assert_array_equal(got, values.median(dim=1).values)
 
