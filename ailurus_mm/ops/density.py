@@ -26,15 +26,18 @@ def stable_order(values: Tensor, dim: int = -1,
                       stable=True).indices
 
 
-# Bisection steps of the exported median before its exact selection: the
-# interval around the median shrinks 2^24-fold from the values' range, so
-# it holds fewer values than the selection's width (1/32 of them) unless
-# that many crowd within 2^-19 of the range around the median (not met on
-# distances with 1e-4 relative spread and outliers 300 times as far).
-# 8 steps, from a range widened by 1, left more on real images: another
-# scale than eager, hence other anchors. Each step is a pass over the
-# values (24: about 32 ms for a million in ONNX Runtime, 1 thread).
-MEDIAN_BISECTIONS = 24
+# Bisection steps of the exported median before its exact selection among
+# MEDIAN_WIDTH values: the interval around the median shrinks 2^28-fold
+# from the values' range, so it holds fewer values than that unless they
+# crowd within about 2^-20 of the range around the median, or are one
+# value repeated (then any of them is the median). Exact on distances
+# crowded within 1e-4 of their median with outliers 300 times as far;
+# 8 steps and a width of 1/32 of the values (before) left more on real
+# images: another scale than eager, hence other anchors. Each step is a
+# pass over the values (28: about 35 ms for a million in ONNX Runtime, 1
+# thread); a TopK of 1/32 of a million took 21 ms more.
+MEDIAN_BISECTIONS = 28
+MEDIAN_WIDTH = 256
 
 
 def lower_median(values: Tensor, dim: int = -1) -> Tensor:
@@ -47,8 +50,8 @@ def lower_median(values: Tensor, dim: int = -1) -> Tensor:
     the value, counting the values at or below it, narrow an interval
     ``(low, high]`` that holds the median; the median is then the right
     smallest value above ``low``, a TopK of a few: the same number
-    whenever the interval holds at most ``width`` values
-    (:data:`MEDIAN_BISECTIONS`).
+    whenever the interval holds at most :data:`MEDIAN_WIDTH` values or one
+    value repeated (:data:`MEDIAN_BISECTIONS`).
     Rows only (``dim`` the last of 2-D ``values``).
     """
     middle = (values.shape[dim] - 1) // 2
@@ -67,9 +70,8 @@ def lower_median(values: Tensor, dim: int = -1) -> Tensor:
         low = torch.where(enough, low, mid)
     # the (middle - below + 1)-th smallest value above low
     below = (values <= low).float().sum(-1, keepdim=True)
-    # A static width (the graph cannot size it by the data): 1/32 of the
-    # values, 2^19 times the interval's share of a uniform spread.
-    width = min(values.shape[-1], max(256, values.shape[-1] // 32))
+    # A static width (the graph cannot size it by the data).
+    width = min(values.shape[-1], MEDIAN_WIDTH)
     rank = (middle - below).long().clamp(0, width - 1)
     candidates = values.masked_fill(values <= low, float('inf'))
     smallest = candidates.topk(width, dim=-1, largest=False).values
