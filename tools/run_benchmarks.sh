@@ -34,7 +34,7 @@ selected=("$@")
 # Inference at the defaults, every variant (vanilla, layers alone, ideal
 # reducer and AiluRus, each with the decode head on the recovered grid and
 # with merged decoding), with where the time goes.
-run vitl_640_defaults "$L" --warmup 1 --runs 2
+run vitl_640_defaults "$L" --warmup 1 --runs 3
 run vitb_512_defaults "$B" --warmup 1 --runs 3
 # CamVid at 2x (960x720, 60x45 = 2700 tokens) with the benchmark's model.
 run camvid_2x_defaults "$C" --checkpoint "$CKPT" --shape 720 960 \
@@ -55,8 +55,8 @@ run vitl_640_kmeans "$L" --warmup 1 --runs 2 --no-flops --no-memory \
   --cfg-options model.backbone.reducer=kmeans
 # ONNX Runtime (CPU) against PyTorch, vanilla and AiluRus at the defaults,
 # both exported by tools/export_onnx.py's code, in one process.
-run onnx_vitb_512 "$B" --runtime onnxruntime --warmup 1 --runs 3
-run onnx_vitl_640 "$L" --runtime onnxruntime --warmup 1 --runs 2
+run onnx_vitb_512 "$B" --runtime onnxruntime --warmup 1 --runs 8
+run onnx_vitl_640 "$L" --runtime onnxruntime --warmup 1 --runs 5
 # Fine-tuning: one optimizer step, vanilla vs AiluRus at the defaults (the
 # ailurus-ft_ configs train with them).
 for model in vitb_512:$B vitl_640:$L; do
