@@ -14,10 +14,12 @@ steps) and the windowed density (``window``), which are refused up front
 (:func:`check_exportable`). ``dpc_cover`` exports as a static graph: at
 most :data:`~ailurus_mm.ops.cover.EXPORT_ROUNDS` suppression rounds and a
 window widened by at most :data:`~ailurus_mm.ops.cover.EXPORT_MARGIN`
-cells per image, which real images stay within (then the clusters are
-exactly PyTorch's). ``torch.onnx.export`` (the TorchScript exporter, opset
-17) is used: mmdeploy does not install beside the pinned stack from the
-registry, and it is not needed for a segmentor.
+cells per image, which real images stay within (then the graph computes
+PyTorch's clusters; ONNX Runtime's rounding can still swap near-tied
+tokens on long sequences, docs/usage.md "Deploy"). ``torch.onnx.export``
+(the TorchScript exporter, opset 17) is used: mmdeploy does not install
+beside the pinned stack from the registry, and it is not needed for a
+segmentor.
 """
 import argparse
 import os
