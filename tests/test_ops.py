@@ -228,3 +228,22 @@ def test_window_never_builds_token_by_token_matrix(monkeypatch):
     monkeypatch.setattr(reducers, 'spatial_aware_distance', forbidden)
     result = cluster_tokens(_tokens(), (6, 7), 0.5, window=2)
     assert result.sizes.sum() == 84
+
+
+def test_segment_sum_is_scatter_add_bit_for_bit():
+    """``segment_sum`` (``index_add_`` over flattened rows, for speed)
+    gives exactly ``scatter_add_``'s floats and gradient, per image."""
+    from ailurus_mm.ops.merge import segment_sum
+
+    generator = torch.Generator().manual_seed(0)
+    values = torch.randn(3, 500, 64, generator=generator) * 100
+    index = torch.randint(0, 37, (3, 500), generator=generator)
+    values.requires_grad_(True)
+    got = segment_sum(values, index, 37)
+    expected = values.new_zeros(3, 37, 64).scatter_add(
+        1, index.unsqueeze(-1).expand(-1, -1, 64), values)
+    assert torch.equal(got, expected)
+    weights = torch.randn(3, 37, 64, generator=generator)
+    grad_got, = torch.autograd.grad((got * weights).sum(), values)
+    grad_expected, = torch.autograd.grad((expected * weights).sum(), values)
+    assert torch.equal(grad_got, grad_expected)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .density import stable_order
+from .merge import segment_sum
 
 
 def grid_layout(hw_shape: Tuple[int, int],
@@ -104,11 +105,10 @@ def _scatter_mean(x: Tensor, index: Tensor, num_clusters: int) -> Tuple[
         Tensor, Tensor]:
     """Mean of ``x [B, N, C]`` per cluster of ``index [B, N]``, and the
     member counts ``[B, M]``."""
-    batch, _, channels = x.shape
+    batch = x.shape[0]
     counts = x.new_zeros(batch, num_clusters).scatter_add_(
         1, index, x.new_ones(index.shape))
-    sums = x.new_zeros(batch, num_clusters, channels).scatter_add_(
-        1, index.unsqueeze(-1).expand(-1, -1, channels), x)
+    sums = segment_sum(x, index, num_clusters)
     return sums / counts.clamp_min(1).unsqueeze(-1), counts
 
 

@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .density import stable_order
+from .merge import segment_sum
 
 
 def cluster_spacing(num_tokens: int, num_anchors: int) -> float:
@@ -451,11 +452,10 @@ def cluster_means(x: Tensor, index: Tensor, num_clusters: int,
                   previous: Tensor) -> Tensor:
     """Mean of every cluster's members ``[B, M, C]`` (an empty cluster
     keeps ``previous``)."""
-    batch, _, channels = x.shape
+    batch = x.shape[0]
     counts = x.new_zeros(batch, num_clusters).scatter_add_(
         1, index, x.new_ones(index.shape))
-    sums = x.new_zeros(batch, num_clusters, channels).scatter_add_(
-        1, index.unsqueeze(-1).expand(-1, -1, channels), x)
+    sums = segment_sum(x, index, num_clusters)
     means = sums / counts.clamp_min(1).unsqueeze(-1)
     return torch.where(counts.unsqueeze(-1) > 0, means, previous)
 

@@ -214,9 +214,11 @@ def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
     """
     rank = density_rank(rho)
     denser = rank.unsqueeze(1) < rank.unsqueeze(2)  # [B, i, j]: j above i
-    delta = dist.masked_fill(~denser, float('inf')).amin(dim=-1)
-    is_peak = rank == 0
-    return torch.where(is_peak, dist.amax(dim=-1), delta)
+    delta = torch.where(denser, dist, float('inf')).amin(dim=-1)
+    # the peak's row only (one N x N pass fewer than the max of every row)
+    peak = rank.argmin(dim=-1).view(-1, 1, 1).expand(-1, 1, dist.shape[-1])
+    largest = dist.gather(1, peak).amax(dim=-1)  # [B, 1]
+    return torch.where(rank == 0, largest, delta)
 
 
 def density_peaks(x: Tensor,
