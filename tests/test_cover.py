@@ -111,6 +111,28 @@ def test_windowed_assignment_equals_the_loop(minimum):
                                               radii))
 
 
+@pytest.mark.parametrize('exporting', [False, True])
+def test_near_ties_are_decided_on_the_features(monkeypatch, exporting):
+    """Tokens and centres far from the origin: the matrix product's terms
+    cancel and its rounding is far above the gaps between a token's
+    nearest centres, which the feature differences still resolve (eager,
+    on the few close tokens, and the exported graph's static path, on
+    all)."""
+    from ailurus_mm.ops import cover
+    monkeypatch.setattr(cover, 'exporting', lambda: exporting)
+    offset = 1000.0 * torch.randn(
+        6, generator=torch.Generator().manual_seed(4))
+    x = _tokens() + offset
+    score = torch.rand(2, 63, generator=torch.Generator().manual_seed(2))
+    anchors = cover_anchors(score, (7, 9), 8).anchors
+    radii = covering_radii(anchors, (7, 9), 2)
+    centres = _tokens(2, (2, 4), 6, seed=3) + offset
+    got = assign_in_windows(window_layout(x, anchors, (7, 9), radii, 2),
+                            centres)
+    assert torch.equal(got, _assign_reference(x, centres, anchors, (7, 9),
+                                              radii))
+
+
 @pytest.mark.parametrize('side', [1, 3, 5, 40])
 def test_the_tile_size_changes_nothing(monkeypatch, side):
     from ailurus_mm.ops import cover

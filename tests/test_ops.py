@@ -247,3 +247,19 @@ def test_segment_sum_is_scatter_add_bit_for_bit():
     grad_got, = torch.autograd.grad((got * weights).sum(), values)
     grad_expected, = torch.autograd.grad((expected * weights).sum(), values)
     assert torch.equal(grad_got, grad_expected)
+
+
+def test_densities_do_not_depend_on_the_products_rounding():
+    """Tokens in tight groups far apart: ``|x|^2 + |y|^2 - 2 x.y`` cancels
+    for neighbours, so the matrix's near distances carry its rounding; the
+    densities and distance indicators take theirs from the feature
+    differences, as float64 would."""
+    from ailurus_mm.ops.density import density_peaks
+    generator = torch.Generator().manual_seed(0)
+    centres = torch.randn(1, 24, 64, generator=generator)
+    x = centres.repeat_interleave(8, dim=1) + 0.03 * torch.randn(
+        1, 192, 64, generator=generator)
+    rho, delta, _ = density_peaks(x, (12, 16), 5, 1.0)
+    rho64, delta64, _ = density_peaks(x.double(), (12, 16), 5, 1.0)
+    assert torch.allclose(rho.double(), rho64, rtol=1e-6, atol=0)
+    assert torch.allclose(delta.double(), delta64, rtol=1e-6, atol=0)

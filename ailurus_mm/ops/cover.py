@@ -72,6 +72,13 @@ def token_priority(score: Tensor) -> Tensor:
 EXPORT_ROUNDS = 16
 EXPORT_MARGIN = 4
 
+# A token's two nearest centres are a near tie when their squared
+# distances from the matrix product differ by at most this much of
+# ``|token|^2 + |centre|^2``: about the product's worst rounding error for
+# 2000 channels (``2 C`` float32 epsilons), far more than it is in
+# practice.
+TIE_BOUND = 2.0**-12
+
 
 def exporting() -> bool:
     """Whether the model is being exported to ONNX."""
@@ -442,10 +449,54 @@ def assign_in_windows(layout: WindowLayout, centres: Tensor) -> Tensor:
         layout.tokens.flatten(0, 1),
         candidates.flatten(0, 1).transpose(1, 2), alpha=-2.0)
     dist = dist.view(layout.penalty.shape).clamp_min_(0) + layout.penalty
+    pick = _nearest(dist, layout.order)
+    first = table.gather(2, pick)
+    # A near tie (the runner-up within the product's rounding bound) is
+    # decided on the feature differences instead: the product's terms
+    # cancel, and its rounding differs between BLAS libraries, devices
+    # and runtimes.
+    rest = dist.scatter(-1, pick.unsqueeze(-1), math.inf)
+    second = _nearest(rest, layout.order)
+    bound = TIE_BOUND * (layout.tokens_sq.squeeze(-1) +
+                         centres_sq.gather(2, pick))
+    close = rest.amin(dim=-1) - dist.amin(dim=-1) <= bound
+    if exporting():  # every token (a static graph)
+        where = None
+    else:  # the few close ones
+        where = close.nonzero(as_tuple=True)
+        close = close[where]
+        pick, second = pick[where], second[where]
+    second_id = table.gather(2, second) if where is None else \
+        table[where[0], where[1], second]
+    tokens = layout.tokens if where is None else layout.tokens[where]
+    base = num_clusters * torch.arange(batch, device=table.device).view(
+        -1, 1, 1)
+    base = base if where is None else base.view(-1)[where[0]]
+    first_id = first if where is None else first[where]
+    flat = centres.reshape(-1, channels)
+
+    def exact(cluster: Tensor) -> Tensor:
+        centre = flat.index_select(0, (cluster + base).flatten())
+        return torch.linalg.vector_norm(
+            tokens - centre.view(tokens.shape), dim=-1)
+
+    near, other = exact(first_id), exact(second_id)
+    order = layout.order if where is None else layout.order[where]
+    order_first = order.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
+    order_second = order.gather(-1, second.unsqueeze(-1)).squeeze(-1)
+    swap = close & ((other < near) | ((other == near) &
+                                      (order_second < order_first)))
+    chosen = torch.where(swap, second_id, first_id)
+    if where is not None:
+        chosen = first.index_put(where, chosen)
+    return _untile(chosen, layout.hw_shape, layout.side)
+
+
+def _nearest(dist: Tensor, order: Tensor) -> Tensor:
+    """Per row of ``dist [..., K]``, the position of the least value (ties:
+    the least ``order``)."""
     nearest = dist == dist.amin(dim=-1, keepdim=True)
-    pick = layout.order.masked_fill(~nearest, layout.order.max() + 1).argmin(
-        dim=-1)
-    return _untile(table.gather(2, pick), layout.hw_shape, layout.side)
+    return order.masked_fill(~nearest, order.max() + 1).argmin(dim=-1)
 
 
 def cluster_means(x: Tensor, index: Tensor, num_clusters: int,

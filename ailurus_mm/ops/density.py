@@ -6,8 +6,9 @@ functions work per image without Python loops over tokens. Nothing here is
 differentiable on purpose: the outputs are indices and scores used to select
 anchors, and callers run them under ``torch.no_grad()``.
 """
+import functools
 import math
-from typing import Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -156,7 +157,10 @@ def spatial_aware_distance(x: Tensor,
         (clamped away from zero).
     """
     batch, num_tokens, channels = x.shape
-    dist = pairwise_feature_distance(x, x, scale=1.0 / math.sqrt(channels))
+    # Centred first (distances do not change): less cancellation.
+    centred = x - x.mean(dim=1, keepdim=True)
+    dist = pairwise_feature_distance(centred, centred,
+                                     scale=1.0 / math.sqrt(channels))
     dist.diagonal(dim1=1, dim2=2).zero_()
     scale = median_distance(dist).clamp_min(torch.finfo(dist.dtype).eps)
     if spatial_weight > 0:
@@ -167,19 +171,76 @@ def spatial_aware_distance(x: Tensor,
     return dist, scale
 
 
-def knn_density(dist: Tensor, k: int, scale: Tensor) -> Tensor:
+def pair_distance(x: Tensor, hw_shape: Tuple[int, int],
+                  spatial_weight: float, scale: Tensor,
+                  index: Tensor) -> Tensor:
+    """The spatial-aware distance ``D(i, j)`` of :func:`spatial_aware_distance`
+    from every token ``i`` to the tokens ``j = index[b, i, m]``, computed
+    from the feature differences themselves.
+
+    The ``N x N`` matrix takes ``|x_i|^2 + |x_j|^2 - 2 x_i.x_j`` from one
+    matrix product: the terms cancel for near tokens, and the rounding
+    left (which differs between BLAS libraries, devices and runtimes)
+    reorders tokens of near-equal density. The densities and distance
+    indicators take their few distances from here instead: the neighbours
+    are still chosen on the matrix, only their distances are recomputed.
+
+    Args:
+        x: Tokens ``[B, N, C]``.
+        hw_shape: ``(H, W)``.
+        spatial_weight: As in :func:`spatial_aware_distance`.
+        scale: The per-image ``s`` ``[B]``.
+        index: Token indices ``[B, N, m]``.
+
+    Returns:
+        ``[B, N, m]``.
+    """
+    batch, num_tokens, channels = x.shape
+    width = hw_shape[1]
+    flat = x.reshape(-1, channels)
+    rows = index + num_tokens * torch.arange(
+        batch, device=x.device).view(-1, 1, 1)
+    # One neighbour at a time: no [B, N, m, C] temporary (index_select of
+    # rows: much faster than gather with an expanded index).
+    dist = torch.stack([
+        torch.linalg.vector_norm(
+            flat.index_select(0, rows[..., j].flatten()).view_as(x) - x,
+            dim=-1) for j in range(index.shape[-1])
+    ], dim=-1) * (1.0 / math.sqrt(channels))
+    if spatial_weight > 0:
+        token = torch.arange(num_tokens, device=x.device).view(1, -1, 1)
+        dy = (index // width - token // width).to(dist.dtype)
+        dx = (index % width - token % width).to(dist.dtype)
+        dist = dist + (dy * dy + dx * dx).sqrt() * (
+            spatial_weight * scale / max(hw_shape)).view(-1, 1, 1)
+    return dist
+
+
+PairDistance = Callable[[Tensor], Tensor]
+
+
+def knn_density(dist: Tensor, k: int, scale: Tensor,
+                refine: Optional[PairDistance] = None) -> Tensor:
     """Step 2: DPC-kNN local density ``exp(-mean_kNN (D / s)^2)``.
 
     Args:
         dist: Distances ``[B, N, N]`` with zeros on the diagonal.
         k: Neighbours, ``1 <= k < N``.
         scale: Per-image scale ``s`` of shape ``[B]``.
+        refine: The distances of chosen pairs (``index [B, N, m]`` to
+            ``[B, N, m]``), e.g. :func:`pair_distance`: the neighbours are
+            found on ``dist``, their distances taken from ``refine``.
+            Default: ``dist``'s own.
 
     Returns:
         Density ``rho`` of shape ``[B, N]``.
     """
     # The k + 1 smallest include the token itself (distance exactly 0).
-    nearest = dist.topk(k + 1, dim=-1, largest=False).values[..., 1:]
+    if refine is None:
+        nearest = dist.topk(k + 1, dim=-1, largest=False).values[..., 1:]
+    else:
+        nearest = refine(dist.topk(k + 1, dim=-1,
+                                   largest=False).indices[..., 1:])
     nearest = nearest / scale.view(-1, 1, 1)
     return torch.exp(-nearest.pow(2).mean(-1))
 
@@ -200,12 +261,15 @@ def density_rank(rho: Tensor) -> Tensor:
     return rank
 
 
-def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
+def distance_indicator(dist: Tensor, rho: Tensor,
+                       refine: Optional[PairDistance] = None) -> Tensor:
     """Step 3: distance to the nearest token of higher density.
 
     Args:
         dist: Distances ``[B, N, N]``.
         rho: Densities ``[B, N]``.
+        refine: As in :func:`knn_density`: the nearest denser token is
+            found on ``dist``, its distance taken from ``refine``.
 
     Returns:
         ``delta`` of shape ``[B, N]``; the global density peak gets its largest
@@ -213,18 +277,25 @@ def distance_indicator(dist: Tensor, rho: Tensor) -> Tensor:
     """
     rank = density_rank(rho)
     denser = rank.unsqueeze(1) < rank.unsqueeze(2)  # [B, i, j]: j above i
-    delta = torch.where(denser, dist, float('inf')).amin(dim=-1)
+    masked = torch.where(denser, dist, float('inf'))
     # the peak's row only (one N x N pass fewer than the max of every row)
     peak = rank.argmin(dim=-1).view(-1, 1, 1).expand(-1, 1, dist.shape[-1])
-    largest = dist.gather(1, peak).amax(dim=-1)  # [B, 1]
-    return torch.where(rank == 0, largest, delta)
+    if refine is None:
+        largest = dist.gather(1, peak).amax(dim=-1)  # [B, 1]
+        return torch.where(rank == 0, largest, masked.amin(dim=-1))
+    farthest = dist.gather(1, peak).argmax(dim=-1)  # [B, 1]
+    partner = torch.where(rank == 0, farthest, masked.argmin(dim=-1))
+    return refine(partner.unsqueeze(-1)).squeeze(-1)
 
 
 def density_peaks(x: Tensor,
                   hw_shape: Tuple[int, int],
                   k: int,
                   spatial_weight: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """Steps 1-3 in the global form.
+    """Steps 1-3 in the global form: neighbours chosen on the ``N x N``
+    matrix, their distances recomputed from the features
+    (:func:`pair_distance`), so the density order does not depend on a
+    matrix product's rounding.
 
     Args:
         x: Tokens ``[B, N, C]``.
@@ -237,8 +308,10 @@ def density_peaks(x: Tensor,
         ``N x N`` distances are freed.
     """
     dist, scale = spatial_aware_distance(x, hw_shape, spatial_weight)
-    rho = knn_density(dist, k, scale)
-    return rho, distance_indicator(dist, rho), scale
+    refine = functools.partial(pair_distance, x, hw_shape, spatial_weight,
+                               scale)
+    rho = knn_density(dist, k, scale, refine)
+    return rho, distance_indicator(dist, rho, refine), scale
 
 
 def select_anchors(rho: Tensor, delta: Tensor, num_clusters: int) -> Tensor:
