@@ -66,22 +66,98 @@ def check_exportable(model: nn.Module) -> None:
             'export with window=None')
 
 
+def bilinear_weights(size_in: int, size_out: int, align_corners: bool,
+                     like: Tensor) -> Tensor:
+    """The ``[size_out, size_in]`` matrix of ``F.interpolate``'s bilinear
+    resize along one axis (no antialiasing): two taps per output, at the
+    source coordinates PyTorch's kernel computes (in float32, as it does),
+    in ``like``'s dtype and device."""
+    out = torch.arange(size_out, dtype=torch.float32)
+    if align_corners:
+        scale = torch.tensor((size_in - 1) / (size_out - 1)
+                             if size_out > 1 else 0.0, dtype=torch.float32)
+        source = out * scale
+    else:
+        scale = torch.tensor(size_in, dtype=torch.float32) / size_out
+        source = (scale * (out + 0.5) - 0.5).clamp_min(0)
+    low = source.long().clamp_max(size_in - 1)
+    high = (low + 1).clamp_max(size_in - 1)
+    weight = (source - low).clamp(0, 1)
+    matrix = torch.zeros(size_out, size_in, dtype=torch.float32)
+    rows = torch.arange(size_out)
+    matrix.index_put_((rows, low), 1 - weight, accumulate=True)
+    matrix.index_put_((rows, high), weight, accumulate=True)
+    return matrix.to(dtype=like.dtype, device=like.device)
+
+
+def bilinear_resize(x: Tensor, size: Tuple[int, int],
+                    align_corners: bool) -> Tensor:
+    """``F.interpolate(x, size, mode='bilinear', align_corners=...)`` of
+    ``[B, K, h, w]`` as two matrix products, one per axis: the same values
+    up to rounding. ONNX Runtime's ``Resize`` of many channels to a large
+    image is several times slower than these products (76 of 760 ms of a
+    ViT-B 512 AiluRus forward, docs/speed.md)."""
+    height, width = x.shape[-2:]
+    if (height, width) == tuple(size):
+        return x
+    rows = bilinear_weights(height, size[0], align_corners, x)
+    cols = bilinear_weights(width, size[1], align_corners, x).t()
+    # the axis that grows the output less first
+    if height * size[1] * (width + size[0]) <= \
+            size[0] * width * (height + size[1]):
+        return torch.matmul(rows, torch.matmul(x, cols))
+    return torch.matmul(torch.matmul(rows, x), cols)
+
+
+def _resizes_after_forward(segmentor: nn.Module) -> bool:
+    """Whether ``segmentor.encode_decode`` is its tensor-mode forward (the
+    decode head's logits) followed by mmseg's bilinear resize to the
+    input, mmseg's own code for both."""
+    from mmseg.models.decode_heads.decode_head import BaseDecodeHead
+    from mmseg.models.segmentors import EncoderDecoder
+
+    from ailurus_mm.models.segmentor import AiluRusEncoderDecoder
+
+    head = getattr(segmentor, 'decode_head', None)
+    return (type(segmentor).encode_decode in (
+        EncoderDecoder.encode_decode, AiluRusEncoderDecoder.encode_decode)
+            and type(segmentor)._forward in (
+                EncoderDecoder._forward, AiluRusEncoderDecoder._forward)
+            and isinstance(head, BaseDecodeHead)
+            and type(head).predict is BaseDecodeHead.predict
+            and type(head).predict_by_feat is BaseDecodeHead.predict_by_feat)
+
+
 class SegmentorLogits(nn.Module):
     """``segmentor.encode_decode`` on a fixed input size, as a module of
     one tensor argument (what ``torch.onnx.export`` traces).
 
+    The final resize of the logits to the input is done by
+    :func:`bilinear_resize` (two matrix products, the same values) where
+    ``encode_decode`` is mmseg's forward plus its resize; otherwise, or
+    with ``product_resize=False``, ``encode_decode`` is called as is.
+
     Args:
         segmentor: An mmseg ``EncoderDecoder`` (or AiluRus's).
         shape: The input ``(H, W)``.
+        product_resize: Resize by :func:`bilinear_resize` where that is
+            exact.
     """
 
-    def __init__(self, segmentor: nn.Module, shape: Tuple[int, int]) -> None:
+    def __init__(self, segmentor: nn.Module, shape: Tuple[int, int],
+                 product_resize: bool = True) -> None:
         super().__init__()
         self.segmentor = segmentor
         self.shape = tuple(shape)
+        self.product_resize = product_resize and _resizes_after_forward(
+            segmentor)
 
     def forward(self, inputs: Tensor) -> Tensor:
         """``[B, 3, H, W]`` normalised images to ``[B, K, H, W]`` logits."""
+        if self.product_resize:
+            return bilinear_resize(
+                self.segmentor._forward(inputs), self.shape,
+                self.segmentor.decode_head.align_corners)
         metas = [dict(img_shape=self.shape, ori_shape=self.shape,
                       pad_shape=self.shape)] * inputs.shape[0]
         return self.segmentor.encode_decode(inputs, metas)

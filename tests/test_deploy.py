@@ -47,7 +47,12 @@ def _compare(model, tmp_path, name):
 
     path = export_onnx(model, SHAPE, str(tmp_path / f'{name}.onnx'))
     session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
-    module = SegmentorLogits(model, SHAPE).eval()
+    # against mmseg's own encode_decode (its resize: F.interpolate)
+    module = SegmentorLogits(model, SHAPE, product_resize=False).eval()
+    assert SegmentorLogits(model, SHAPE).product_resize
+    import onnx
+    assert 'Resize' not in {node.op_type
+                            for node in onnx.load(path).graph.node}
     for seed in (1, 2):  # the graph is not the traced input's only
         x = torch.randn(1, 3, *SHAPE,
                         generator=torch.Generator().manual_seed(seed))
@@ -57,6 +62,21 @@ def _compare(model, tmp_path, name):
         assert got.shape == expected.shape == (1, 150, *SHAPE)
         assert (got.argmax(1) == expected.argmax(1)).mean() >= 0.999
         assert np.abs(got - expected).max() <= 1e-3, name
+
+
+@pytest.mark.parametrize('align_corners', [False, True])
+def test_the_product_resize_is_interpolate(align_corners):
+    from ailurus_mm.deploy import bilinear_resize
+    generator = torch.Generator().manual_seed(0)
+    for small in [(6, 8), (5, 7), (45, 60), (1, 1)]:
+        x = torch.randn(2, 3, *small, generator=generator)
+        for size in [(96, 128), (17, 9), (2, 3), (1, 1), small]:
+            expected = torch.nn.functional.interpolate(
+                x, size=size, mode='bilinear', align_corners=align_corners)
+            got = bilinear_resize(x, size, align_corners)
+            assert got.shape == expected.shape
+            assert torch.allclose(got, expected, atol=1e-5, rtol=0), (
+                small, size)
 
 
 def test_the_vanilla_model_exports(tiny_segmentor, tmp_path):

@@ -47,7 +47,7 @@ def exported_pair(cfg, checkpoint: Optional[str], shape: Tuple[int, int],
     """``{'vanilla': (module, onnx path), 'ailurus': ...}``: the config's
     vanilla model and its AiluRus version (merged decoding if the config
     has it) with one set of weights (``checkpoint``, else random), each
-    wrapped as :class:`~ailurus_mm.deploy.SegmentorLogits` and exported."""
+    exported, and as the PyTorch module mmseg runs (``encode_decode``)."""
     ailurus = config_variant(cfg.model)
     cfgs = variant_model_cfgs(cfg.model, ('vanilla', ailurus))
     if checkpoint is not None:
@@ -62,7 +62,10 @@ def exported_pair(cfg, checkpoint: Optional[str], shape: Tuple[int, int],
         model = build_with_weights(model_cfg, state_dict,
                                    torch.device('cpu'))
         path = export_onnx(model, shape, osp.join(folder, f'{name}.onnx'))
-        pair[name] = (SegmentorLogits(model, shape).eval(), path)
+        # PyTorch as its users run it: mmseg's encode_decode, its resize
+        # included (the export resizes by products, the same values)
+        pair[name] = (SegmentorLogits(model, shape,
+                                      product_resize=False).eval(), path)
     return pair
 
 
