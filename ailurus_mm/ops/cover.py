@@ -74,10 +74,13 @@ EXPORT_MARGIN = 4
 
 # A token's two nearest centres are a near tie when their squared
 # distances from the matrix product differ by at most this much of
-# ``|token|^2 + |centre|^2``: about the product's worst rounding error for
-# 2000 channels (``2 C`` float32 epsilons), far more than it is in
-# practice.
-TIE_BOUND = 2.0**-12
+# ``|token|^2 + |centre|^2``: about 8 times the product's typical rounding
+# error for 1000 channels (``sqrt(C)`` float32 epsilons), 4 times for
+# 4000. A few tokens per assignment pass on real images (at most 9 of
+# 2700 on CamVid); while exporting, the EXPORT_TIES nearest a tie of
+# every image are compared on the features.
+TIE_BOUND = 2.0**-16
+EXPORT_TIES = 64
 
 
 def exporting() -> bool:
@@ -397,6 +400,10 @@ def window_layout(x: Tensor, anchors: Tensor, hw_shape: Tuple[int, int],
     if reach is None:
         reach = int(radii.max())
     side = tile_side(reach)
+    if exporting() and (side + 2 * reach)**2 >= anchors.shape[1]:
+        # every anchor is a candidate of every tile anyway (the static
+        # width, _tile_candidates): one tile, no padding
+        side = max(hw_shape)
     table = _tile_candidates(anchors, hw_shape, side, reach)  # [B, T, K]
     tokens = _tiles(x, hw_shape, side)  # [B, T, S, C]
     # Offsets token - anchor of every (token, candidate) pair.
@@ -457,39 +464,47 @@ def assign_in_windows(layout: WindowLayout, centres: Tensor) -> Tensor:
     # and runtimes.
     rest = dist.scatter(-1, pick.unsqueeze(-1), math.inf)
     second = _nearest(rest, layout.order)
+    gap = rest.amin(dim=-1) - dist.amin(dim=-1)
     bound = TIE_BOUND * (layout.tokens_sq.squeeze(-1) +
                          centres_sq.gather(2, pick))
-    close = rest.amin(dim=-1) - dist.amin(dim=-1) <= bound
-    if exporting():  # every token (a static graph)
-        where = None
-    else:  # the few close ones
-        where = close.nonzero(as_tuple=True)
-        close = close[where]
-        pick, second = pick[where], second[where]
-    second_id = table.gather(2, second) if where is None else \
-        table[where[0], where[1], second]
-    tokens = layout.tokens if where is None else layout.tokens[where]
-    base = num_clusters * torch.arange(batch, device=table.device).view(
-        -1, 1, 1)
-    base = base if where is None else base.view(-1)[where[0]]
-    first_id = first if where is None else first[where]
+    image, position = _near_ties(gap, bound)
+
+    def at(values: Tensor) -> Tensor:  # [B, T, S, ...] at the near ties
+        return values.reshape(batch, -1, *values.shape[3:])[image, position]
+
+    close = at(gap <= bound)
+    tokens, order = at(layout.tokens), at(layout.order)
+    first_id, second_id = at(first), at(table.gather(2, second))
+    pick, second = at(pick), at(second)
     flat = centres.reshape(-1, channels)
 
     def exact(cluster: Tensor) -> Tensor:
-        centre = flat.index_select(0, (cluster + base).flatten())
-        return torch.linalg.vector_norm(
-            tokens - centre.view(tokens.shape), dim=-1)
+        centre = flat.index_select(0, (cluster + num_clusters * image)
+                                   .flatten()).view(tokens.shape)
+        return torch.linalg.vector_norm(tokens - centre, dim=-1)
 
     near, other = exact(first_id), exact(second_id)
-    order = layout.order if where is None else layout.order[where]
     order_first = order.gather(-1, pick.unsqueeze(-1)).squeeze(-1)
     order_second = order.gather(-1, second.unsqueeze(-1)).squeeze(-1)
     swap = close & ((other < near) | ((other == near) &
                                       (order_second < order_first)))
-    chosen = torch.where(swap, second_id, first_id)
-    if where is not None:
-        chosen = first.index_put(where, chosen)
-    return _untile(chosen, layout.hw_shape, layout.side)
+    chosen = first.reshape(batch, -1).index_put(
+        (image, position), torch.where(swap, second_id, first_id))
+    return _untile(chosen.view(first.shape), layout.hw_shape, layout.side)
+
+
+def _near_ties(gap: Tensor, bound: Tensor) -> Tuple[Tensor, Tensor]:
+    """``(image, position)`` indices into ``[B, T * S]`` of the tokens
+    whose two nearest centres are a near tie (``gap <= bound``, both
+    ``[B, T, S]``): all of them, or while exporting (a static graph) the
+    :data:`EXPORT_TIES` nearest a tie of every image."""
+    batch = gap.shape[0]
+    if not exporting():
+        return (gap <= bound).view(batch, -1).nonzero(as_tuple=True)
+    excess = (gap - bound).view(batch, -1)
+    position = excess.topk(min(excess.shape[1], EXPORT_TIES), dim=-1,
+                           largest=False).indices
+    return torch.arange(batch, device=gap.device).unsqueeze(-1), position
 
 
 def _nearest(dist: Tensor, order: Tensor) -> Tensor:
