@@ -7,7 +7,8 @@ import torch
 
 from ailurus_mm.ops import cluster_tokens
 from ailurus_mm.ops.cover import (assign_in_windows, cover_anchors,
-                                  cover_clusters, covering_radii, suppress,
+                                  cover_clusters, covering_radii,
+                                  disk_rectangles, suppress,
                                   suppression_radii, token_priority,
                                   window_layout)
 
@@ -70,6 +71,17 @@ def _assign_reference(x, centres, anchors, hw, radii):
             row.append(best[1])
         index.append(row)
     return torch.tensor(index)
+
+
+def test_the_rectangles_make_up_the_disk():
+    for radius2 in range(1, 60):
+        half = math.isqrt(radius2)
+        disk = {(dy, dx) for dy in range(-half, half + 1)
+                for dx in range(-half, half + 1)
+                if dy * dy + dx * dx <= radius2}
+        union = {(dy, dx) for a, b in disk_rectangles(radius2)
+                 for dy in range(-a, a + 1) for dx in range(-b, b + 1)}
+        assert union == disk, radius2
 
 
 def test_suppression_radii_are_the_distinct_disks():

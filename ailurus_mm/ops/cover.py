@@ -109,28 +109,42 @@ def suppression_radii(spacing: float) -> List[int]:
     return [radii[i] for i in picks.tolist()]
 
 
-def _disk_masks(radii2: Sequence[int], device: torch.device
-                ) -> Tuple[int, Tensor]:
-    """``(p, masks)``: the half-width ``p`` of the largest disk and, per
-    squared radius, which of the ``(2 p + 1)^2`` window offsets (in
-    ``F.unfold`` order) it holds, ``[R, K]``."""
-    half = math.isqrt(max(radii2))
-    steps = torch.arange(-half, half + 1, device=device)
-    length2 = (steps.view(-1, 1)**2 + steps.view(1, -1)**2).flatten()
-    radii = torch.tensor(list(radii2), device=device)
-    return half, length2.unsqueeze(0) <= radii.unsqueeze(1)
+def disk_rectangles(radius2: int) -> List[Tuple[int, int]]:
+    """The disk ``dy^2 + dx^2 <= radius2`` of grid offsets as a union of
+    centred rectangles ``(half height, half width)``: one per row extent,
+    none inside another."""
+    halves = [(a, math.isqrt(radius2 - a * a))
+              for a in range(math.isqrt(radius2) + 1)]
+    return [(a, b) for a, b in halves
+            if not any(c >= a and d >= b and (c, d) != (a, b)
+                       for c, d in halves)]
 
 
-def _disk_max(values: Tensor, half: int, masks: Tensor) -> Tensor:
+class _Disks(NamedTuple):
+    """The disks of :func:`suppress` as rectangles: every distinct
+    rectangle of :func:`disk_rectangles` over the radii, and which radius
+    holds which ``[Q, R]``."""
+    rectangles: List[Tuple[int, int]]
+    member: Tensor
+
+
+def _disks(radii2: Sequence[int], device: torch.device) -> _Disks:
+    per_radius = [disk_rectangles(r2) for r2 in radii2]
+    rectangles = sorted({rect for rects in per_radius for rect in rects})
+    member = torch.tensor([[rect in rects for rects in per_radius]
+                           for rect in rectangles], device=device)
+    return _Disks(rectangles, member)
+
+
+def _disk_max(values: Tensor, disks: _Disks) -> Tensor:
     """Maximum of ``values [B, R, H, W]`` (``>= 0``) over the disk of
-    radius ``r`` around every cell, per radius ``r`` (``masks [R, K]``);
-    cells off the grid count 0."""
-    batch, num_radii, height, width = values.shape
-    windows = F.unfold(values.reshape(batch * num_radii, 1, height, width),
-                       2 * half + 1, padding=half)
-    windows = windows.view(batch, num_radii, -1, height * width)
-    windows = windows.masked_fill(~masks[None, :, :, None], 0.0)
-    return windows.amax(dim=2).view(batch, num_radii, height, width)
+    radius ``r`` around every cell, per radius ``r``: the maximum of its
+    rectangles' max-pools (cells off the grid do not count)."""
+    pooled = torch.stack([
+        F.max_pool2d(values, (2 * a + 1, 2 * b + 1), 1, (a, b))
+        for a, b in disks.rectangles])  # [Q, B, R, H, W]
+    return pooled.masked_fill(~disks.member[:, None, :, None, None],
+                              0.0).amax(dim=0)
 
 
 def suppress(priority: Tensor, hw_shape: Tuple[int, int],
@@ -156,7 +170,7 @@ def suppress(priority: Tensor, hw_shape: Tuple[int, int],
     """
     batch, num_tokens = priority.shape
     height, width = hw_shape
-    half, masks = _disk_masks(radii2, priority.device)
+    disks = _disks(radii2, priority.device)
     priority = priority.view(batch, 1, height, width).expand(
         -1, len(radii2), -1, -1)
     taken = torch.zeros_like(priority, dtype=torch.bool)
@@ -164,9 +178,9 @@ def suppress(priority: Tensor, hw_shape: Tuple[int, int],
     rounds = 0
     while True:
         candidates = priority.masked_fill(~undecided, 0.0)
-        new = undecided & (candidates == _disk_max(candidates, half, masks))
+        new = undecided & (candidates == _disk_max(candidates, disks))
         taken = taken | new
-        undecided = undecided & ~(_disk_max(new.float(), half, masks) > 0)
+        undecided = undecided & ~(_disk_max(new.float(), disks) > 0)
         rounds += 1
         done = rounds == EXPORT_ROUNDS if exporting() else \
             not bool(undecided.any())
