@@ -15,8 +15,11 @@ steps) and the windowed density (``window``), which are refused up front
 most :data:`~ailurus_mm.ops.cover.EXPORT_ROUNDS` suppression rounds and a
 window widened by at most :data:`~ailurus_mm.ops.cover.EXPORT_MARGIN`
 cells per image, which real images stay within (then the graph computes
-PyTorch's clusters; ONNX Runtime's rounding can still swap near-tied
-tokens on long sequences, docs/usage.md "Deploy"). ``torch.onnx.export``
+PyTorch's clusters: near ties are decided on feature differences, not on a
+matrix product's rounding, docs/method.md). The logits are resized to the
+input by two matrix products (:func:`bilinear_resize`, the same values as
+mmseg's ``F.interpolate``; ONNX Runtime's ``Resize`` was several times
+slower). ``torch.onnx.export``
 (the TorchScript exporter, opset 17) is used: mmdeploy does not install
 beside the pinned stack from the registry, and it is not needed for a
 segmentor.

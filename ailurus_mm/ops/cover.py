@@ -26,8 +26,10 @@ cover the grid, and a few local Lloyd iterations refine the clusters:
 
 Everything is per image (a batch equals its images one by one) and
 deterministic: ties go to the lower token index in step 1 and to the
-spatially nearer anchor (then a fixed offset order) in step 2. Not
-differentiable (selection only).
+spatially nearer anchor (then a fixed offset order) in step 2; a near tie
+in step 2 (within the matrix product's rounding) is decided on the feature
+differences, so the product's rounding (BLAS, device, runtime) does not
+choose. Not differentiable (selection only).
 """
 import math
 from typing import List, NamedTuple, Optional, Sequence, Tuple
