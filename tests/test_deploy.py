@@ -204,7 +204,9 @@ def test_the_tool_and_the_onnx_benchmark(tmp_path, capsys):
                              '--runtime', 'onnxruntime', '--warmup', '0',
                              '--runs', '1', '--threads', '1'])
     assert set(result['seconds']) == {
-        'onnxruntime/vanilla', 'onnxruntime/ailurus', 'pytorch/vanilla',
-        'pytorch/ailurus'}
+        f'{runtime}/{name}' for runtime in ('onnxruntime', 'pytorch')
+        for name in ('vanilla', 'ailurus', 'ideal')}
+    assert result['speedup_ratio'] == pytest.approx(
+        result['onnxruntime_speedup'] / result['pytorch_speedup'])
     assert 'ONNX Runtime speed-up / PyTorch speed-up' in \
         capsys.readouterr().out

@@ -28,7 +28,7 @@ from ailurus_mm.convert import to_ailurus_config
 from ailurus_mm.deploy import SegmentorLogits, export_onnx
 from .accuracy.data import DATASETS, find_dataset, load_batches
 from .models import build_with_weights, load_weights
-from .variants import config_variant, variant_model_cfgs
+from .variants import config_variant, make_ideal, variant_model_cfgs
 from ailurus_mm.zoo import PACKAGE_DIR
 
 
@@ -43,11 +43,14 @@ def _session(path: str, threads: int):
 
 
 def exported_pair(cfg, checkpoint: Optional[str], shape: Tuple[int, int],
-                  folder: str) -> Dict[str, Tuple[torch.nn.Module, str]]:
+                  folder: str, ideal: bool = False
+                  ) -> Dict[str, Tuple[torch.nn.Module, str]]:
     """``{'vanilla': (module, onnx path), 'ailurus': ...}``: the config's
     vanilla model and its AiluRus version (merged decoding if the config
     has it) with one set of weights (``checkpoint``, else random), each
-    exported, and as the PyTorch module mmseg runs (``encode_decode``)."""
+    exported, and as the PyTorch module mmseg runs (``encode_decode``).
+    ``ideal``: also ``'ideal'``, the ideal reducer (the AiluRus model's
+    token counts at zero clustering cost, :mod:`.variants`)."""
     ailurus = config_variant(cfg.model)
     cfgs = variant_model_cfgs(cfg.model, ('vanilla', ailurus))
     if checkpoint is not None:
@@ -57,10 +60,14 @@ def exported_pair(cfg, checkpoint: Optional[str], shape: Tuple[int, int],
         from .models import build_model
         state_dict = build_model(cfgs['vanilla']).state_dict()
     pair = {}
-    for name, model_cfg in (('vanilla', cfgs['vanilla']),
-                            ('ailurus', cfgs[ailurus])):
+    names = [('vanilla', cfgs['vanilla']), ('ailurus', cfgs[ailurus])]
+    if ideal:
+        names.append(('ideal', cfgs[ailurus]))
+    for name, model_cfg in names:
         model = build_with_weights(model_cfg, state_dict,
                                    torch.device('cpu'))
+        if name == 'ideal':
+            make_ideal(model)
         path = export_onnx(model, shape, osp.join(folder, f'{name}.onnx'))
         # PyTorch as its users run it: mmseg's encode_decode, its resize
         # included (the export resizes by products, the same values)
@@ -112,14 +119,20 @@ def agreement(cfg, checkpoint: str, batches: Sequence[Dict],
 def onnx_speed(cfg, shape: Tuple[int, int], checkpoint: Optional[str] = None,
                threads: int = 2, warmup: int = 1, runs: int = 3
                ) -> Dict[str, Any]:
-    """Seconds per image (minimum of ``runs``, interleaved) of vanilla and
-    AiluRus, in ONNX Runtime and in PyTorch, and both speed-ups."""
+    """Seconds per image (minimum of ``runs``, interleaved) of vanilla,
+    AiluRus and the ideal reducer (the same token counts at zero
+    clustering cost), in ONNX Runtime and in PyTorch, and the speed-ups.
+
+    ``speedup_ratio`` is ONNX Runtime's AiluRus speed-up over PyTorch's;
+    ``ideal_ratio`` the same for the ideal reducer, the most any reducer
+    could keep in that runtime; ``ailurus_over_ideal`` per runtime, what
+    the clustering and merge cost on top of it."""
     torch.set_num_threads(threads)
     x = torch.randn(1, 3, *shape, generator=torch.Generator().manual_seed(1))
     with tempfile.TemporaryDirectory() as folder:
-        pair = exported_pair(cfg, checkpoint, shape, folder)
+        models = exported_pair(cfg, checkpoint, shape, folder, ideal=True)
         calls = {}
-        for name, (module, path) in pair.items():
+        for name, (module, path) in models.items():
             session = _session(path, threads)
             calls[f'onnxruntime/{name}'] = (
                 lambda s=session: s.run(None, {'inputs': x.numpy()}))
@@ -136,26 +149,38 @@ def onnx_speed(cfg, shape: Tuple[int, int], checkpoint: Optional[str] = None,
     result: Dict[str, Any] = dict(shape=shape, threads=threads, runs=runs,
                                   seconds=seconds)
     for runtime in ('onnxruntime', 'pytorch'):
-        result[f'{runtime}_speedup'] = (seconds[f'{runtime}/vanilla'] /
-                                        seconds[f'{runtime}/ailurus'])
+        for name in ('ailurus', 'ideal'):
+            key = f'{runtime}_speedup' if name == 'ailurus' else \
+                f'{runtime}_ideal_speedup'
+            result[key] = (seconds[f'{runtime}/vanilla'] /
+                           seconds[f'{runtime}/{name}'])
+        result[f'{runtime}_ailurus_over_ideal'] = (
+            seconds[f'{runtime}/ailurus'] / seconds[f'{runtime}/ideal'])
     result['speedup_ratio'] = (result['onnxruntime_speedup'] /
                                result['pytorch_speedup'])
+    result['ideal_ratio'] = (result['onnxruntime_ideal_speedup'] /
+                             result['pytorch_ideal_speedup'])
     return result
 
 
 def format_speed(result: Dict[str, Any]) -> str:
     lines = [f"input {result['shape'][0]}x{result['shape'][1]}, "
              f"{result['threads']} threads, min of {result['runs']} runs:",
-             '| runtime | vanilla | AiluRus | speed-up |',
-             '| --- | --- | --- | --- |']
+             '| runtime | vanilla | AiluRus | speed-up | ideal reducer | '
+             'its speed-up | AiluRus / ideal time |',
+             '| --- | --- | --- | --- | --- | --- | --- |']
     for runtime in ('pytorch', 'onnxruntime'):
         seconds = result['seconds']
         lines.append(
             f"| {runtime} | {seconds[runtime + '/vanilla']:.3f} s | "
             f"{seconds[runtime + '/ailurus']:.3f} s | "
-            f"{result[runtime + '_speedup']:.2f}x |")
+            f"{result[runtime + '_speedup']:.2f}x | "
+            f"{seconds[runtime + '/ideal']:.3f} s | "
+            f"{result[runtime + '_ideal_speedup']:.2f}x | "
+            f"{result[runtime + '_ailurus_over_ideal']:.3f} |")
     lines.append('ONNX Runtime speed-up / PyTorch speed-up: '
-                 f"{result['speedup_ratio']:.2f}")
+                 f"{result['speedup_ratio']:.2f} (the ideal reducer's: "
+                 f"{result['ideal_ratio']:.2f})")
     return '\n'.join(lines)
 
 

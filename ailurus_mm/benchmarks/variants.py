@@ -60,7 +60,9 @@ def _slice_assignment(num_tokens: int, num_kept: int, batch: int,
     ``p mod num_kept``."""
     positions = torch.arange(num_tokens, device=device)
     index = (positions % num_kept).expand(batch, -1)
-    sizes = torch.bincount(positions % num_kept).float()
+    # (a scatter, not bincount: it exports to ONNX)
+    sizes = torch.zeros(num_kept, device=device).scatter_add_(
+        0, positions % num_kept, torch.ones(num_tokens, device=device))
     return ClusterAssignment(index, sizes.expand(batch, -1),
                              positions[:num_kept].expand(batch, -1),
                              tuple(hw_shape))
