@@ -48,9 +48,9 @@ def lower_median(values: Tensor, dim: int = -1) -> Tensor:
     Eager: ``torch.median`` of each row (a selection, about 8 times
     faster than a sort of a million values). While exporting to ONNX (no
     median op, and a sort is a TopK of the whole dimension): a few
-    bisection steps on
-    the value, counting the values at or below it, narrow an interval
-    ``(low, high]`` that holds the median; the median is then the right
+    bisection steps on the value, counting the values at or below it,
+    narrow an interval ``(low, high]`` that holds the median; the median
+    is then the right
     smallest value above ``low``, a TopK of a few: the same number
     whenever the interval holds at most :data:`MEDIAN_WIDTH` values or one
     value repeated (:data:`MEDIAN_BISECTIONS`).
