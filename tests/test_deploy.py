@@ -210,3 +210,36 @@ def test_the_tool_and_the_onnx_benchmark(tmp_path, capsys):
         result['onnxruntime_speedup'] / result['pytorch_speedup'])
     assert 'ONNX Runtime speed-up / PyTorch speed-up' in \
         capsys.readouterr().out
+
+
+def test_the_exported_clustering_is_pytorchs_on_near_ties(tmp_path):
+    """``cluster_tokens`` at the defaults, exported alone, run by ONNX
+    Runtime on tokens in tight groups far from the origin (a matrix
+    product's terms cancel there, and ONNX Runtime's product rounds
+    otherwise than PyTorch's): the same anchors and clusters, because
+    the densities, distance indicators and near ties of the assignment
+    are computed from the feature differences."""
+    from ailurus_mm.ops import cluster_tokens
+
+    hw = (24, 32)
+
+    class Clusters(torch.nn.Module):
+
+        def forward(self, x):
+            out = cluster_tokens(x, hw, 0.25)
+            return out.index, out.anchors
+
+    generator = torch.Generator().manual_seed(0)
+    groups = 4.0 * torch.randn(2, 96, 64, generator=generator)
+    x = groups.repeat_interleave(8, dim=1) + 0.05 * torch.randn(
+        2, 768, 64, generator=generator) + 8.0
+    path = str(tmp_path / 'clusters.onnx')
+    torch.onnx.export(Clusters(), (x[:1], ), path, opset_version=17,
+                      dynamo=False, input_names=['x'],
+                      dynamic_axes={'x': {0: 'batch'}})
+    session = ort.InferenceSession(path, providers=['CPUExecutionProvider'])
+    for image in x.split(1):
+        index, anchors = Clusters()(image)
+        got_index, got_anchors = session.run(None, {'x': image.numpy()})
+        assert np.array_equal(got_anchors, anchors.numpy())
+        assert np.array_equal(got_index, index.numpy())
