@@ -122,9 +122,10 @@ def _resizes_after_forward(segmentor: nn.Module) -> bool:
     from ailurus_mm.models.segmentor import AiluRusEncoderDecoder
 
     head = getattr(segmentor, 'decode_head', None)
-    return (type(segmentor).encode_decode in (
+    kind = type(segmentor)
+    return (getattr(kind, 'encode_decode', None) in (
         EncoderDecoder.encode_decode, AiluRusEncoderDecoder.encode_decode)
-            and type(segmentor)._forward in (
+            and getattr(kind, '_forward', None) in (
                 EncoderDecoder._forward, AiluRusEncoderDecoder._forward)
             and isinstance(head, BaseDecodeHead)
             and type(head).predict is BaseDecodeHead.predict
