@@ -149,11 +149,9 @@ def onnx_speed(cfg, shape: Tuple[int, int], checkpoint: Optional[str] = None,
     result: Dict[str, Any] = dict(shape=shape, threads=threads, runs=runs,
                                   seconds=seconds)
     for runtime in ('onnxruntime', 'pytorch'):
-        for name in ('ailurus', 'ideal'):
-            key = f'{runtime}_speedup' if name == 'ailurus' else \
-                f'{runtime}_ideal_speedup'
-            result[key] = (seconds[f'{runtime}/vanilla'] /
-                           seconds[f'{runtime}/{name}'])
+        for name, key in (('ailurus', 'speedup'), ('ideal', 'ideal_speedup')):
+            result[f'{runtime}_{key}'] = (seconds[f'{runtime}/vanilla'] /
+                                          seconds[f'{runtime}/{name}'])
         result[f'{runtime}_ailurus_over_ideal'] = (
             seconds[f'{runtime}/ailurus'] / seconds[f'{runtime}/ideal'])
     result['speedup_ratio'] = (result['onnxruntime_speedup'] /

@@ -477,9 +477,8 @@ def assign_in_windows(layout: WindowLayout, centres: Tensor) -> Tensor:
     # A near tie (the runner-up within the product's rounding bound) is
     # decided on the feature differences instead: the product's terms
     # cancel, and its rounding differs between BLAS libraries, devices
-    # and runtimes.
+    # and runtimes. The runner-up itself is found at the near ties only.
     rest = dist.scatter(-1, pick.unsqueeze(-1), math.inf)
-    second = _nearest(rest, layout.order)
     gap = rest.amin(dim=-1) - dist.amin(dim=-1)
     bound = TIE_BOUND * (layout.tokens_sq.squeeze(-1) +
                          centres_sq.gather(2, pick))
@@ -489,9 +488,11 @@ def assign_in_windows(layout: WindowLayout, centres: Tensor) -> Tensor:
         return values.reshape(batch, -1, *values.shape[3:])[image, position]
 
     close = at(gap <= bound)
-    tokens, order = at(layout.tokens), at(layout.order)
-    first_id, second_id = at(first), at(table.gather(2, second))
-    pick, second = at(pick), at(second)
+    tokens, order, pick = at(layout.tokens), at(layout.order), at(pick)
+    second = _nearest(at(rest), order)
+    first_id = at(first)
+    second_id = table[image, position // layout.tokens.shape[2]].gather(
+        -1, second.unsqueeze(-1)).squeeze(-1)
     flat = centres.reshape(-1, channels)
 
     def exact(cluster: Tensor) -> Tensor:
@@ -527,7 +528,8 @@ def _nearest(dist: Tensor, order: Tensor) -> Tensor:
     """Per row of ``dist [..., K]``, the position of the least value (ties:
     the least ``order``)."""
     nearest = dist == dist.amin(dim=-1, keepdim=True)
-    return order.masked_fill(~nearest, order.max() + 1).argmin(dim=-1)
+    return order.masked_fill(~nearest, torch.iinfo(order.dtype).max).argmin(
+        dim=-1)
 
 
 def cluster_means(x: Tensor, index: Tensor, num_clusters: int,

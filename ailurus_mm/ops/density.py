@@ -50,10 +50,9 @@ def lower_median(values: Tensor, dim: int = -1) -> Tensor:
     median op, and a sort is a TopK of the whole dimension): a few
     bisection steps on the value, counting the values at or below it,
     narrow an interval ``(low, high]`` that holds the median; the median
-    is then the right
-    smallest value above ``low``, a TopK of a few: the same number
-    whenever the interval holds at most :data:`MEDIAN_WIDTH` values or one
-    value repeated (:data:`MEDIAN_BISECTIONS`).
+    is then the right smallest value above ``low``, a TopK of a few: the
+    same number whenever the interval holds at most :data:`MEDIAN_WIDTH`
+    values or one value repeated (:data:`MEDIAN_BISECTIONS`).
     Rows only (``dim`` the last of 2-D ``values``).
     """
     middle = (values.shape[dim] - 1) // 2
